@@ -1,0 +1,1 @@
+"""Contracts between services: the canonical feedback, its score, alert lifecycle payloads."""

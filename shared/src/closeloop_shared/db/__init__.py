@@ -1,0 +1,1 @@
+"""Async SQLAlchemy plumbing: engine, naming convention, migrations."""

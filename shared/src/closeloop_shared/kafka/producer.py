@@ -1,0 +1,112 @@
+"""One producer per process, awaiting the broker's acknowledgement (acks=all)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from closeloop_shared.config import KafkaSettings
+from closeloop_shared.kafka.metrics import MESSAGES_PRODUCED
+from closeloop_shared.logging import get_logger
+
+log = get_logger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not acknowledge a write in time; nothing may be reported as accepted."""
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    headers: Headers | None = None
+
+
+class EventProducer:
+    """Thin, typed wrapper over :class:`AIOKafkaProducer` with ack timeouts and metrics."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str, ack_timeout_s: float = 5.0):
+        self._settings = settings
+        self._client_id = client_id
+        self._ack_timeout_s = ack_timeout_s
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        """Connect, retrying until the broker answers (the broker may start after us)."""
+        delay = 0.2
+        while True:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._settings.bootstrap_servers,
+                client_id=self._client_id,
+                acks="all",
+                enable_idempotence=self._settings.enable_idempotence,
+                linger_ms=self._settings.linger_ms,
+                max_batch_size=self._settings.max_batch_size,
+                compression_type=self._settings.compression_type,
+                request_timeout_ms=self._settings.request_timeout_ms,
+                max_request_size=8 * 1024 * 1024,
+            )
+            try:
+                await producer.start()
+            except KafkaError as error:
+                await producer.stop()
+                log.warning("kafka_producer_connect_failed", error=type(error).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._producer = producer
+            return
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    @property
+    def _active(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise BrokerUnavailable("producer not started")
+        return self._producer
+
+    async def send(self, message: OutgoingMessage) -> None:
+        await self.send_many([message])
+
+    async def send_many(self, messages: Sequence[OutgoingMessage]) -> None:
+        """Send all messages and wait until the broker acknowledged every one of them.
+
+        Raises :class:`BrokerUnavailable` if any was not acknowledged within the
+        ack timeout. Some may then still have been written: consumers dedupe by id.
+        """
+        producer = self._active
+        try:
+            async with asyncio.timeout(self._ack_timeout_s):
+                futures = [
+                    await producer.send(m.topic, m.value, key=m.key, headers=m.headers)
+                    for m in messages
+                ]
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as error:
+            for m in messages:
+                MESSAGES_PRODUCED.labels(m.topic, "error").inc()
+            raise BrokerUnavailable(type(error).__name__) from error
+        for m in messages:
+            MESSAGES_PRODUCED.labels(m.topic, "ok").inc()
+
+    async def ping(self, timeout_s: float = 2.0) -> bool:
+        """True if the broker answers a metadata request now."""
+        if self._producer is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._producer.client.fetch_all_metadata()
+        except (KafkaError, TimeoutError, OSError):
+            return False
+        return True
