@@ -31,7 +31,7 @@ class AlertLifecycle(ContractModel):
     status: AlertStatus
     priority: AlertPriority
     owner_id: str
-    rule_id: str | None
-    actor: str | None
-    note: str | None
+    rule_id: str | None = None
+    actor: str | None = None
+    note: str | None = None
     occurred_at: AwareDatetime
