@@ -57,3 +57,15 @@ async def ensure_topics(
             await asyncio.sleep(0.5)
         finally:
             await admin.close()
+
+
+def main() -> None:
+    """``python -m closeloop_shared.kafka.admin``: create the topics (the compose one-shot)."""
+    import sys
+
+    created = asyncio.run(ensure_topics(KafkaSettings(), timeout_s=120.0))
+    sys.stdout.write(f"created {len(created)} topics: {', '.join(created) or '-'}\n")
+
+
+if __name__ == "__main__":
+    main()
