@@ -1,0 +1,26 @@
+"""Sentiment settings, read from ``CLOSELOOP_SENTIMENT_*`` environment variables.
+
+Only operational knobs live here. Everything that changes a score (bands,
+lexicon, weights) is a constant of the model, covered by its version.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from closeloop_shared.config import ServiceSettings
+
+
+class SentimentSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSELOOP_SENTIMENT_", extra="ignore", env_ignore_empty=True
+    )
+
+    port: int = 8002
+
+    # How long one batch's publish may wait for acks=all before the batch is
+    # retried (the consumer treats the broker being away as transient).
+    publish_ack_timeout_s: float = Field(default=5.0, gt=0)
+    # POST /v1/score: scores a text on demand, for operators checking the model.
+    score_endpoint_enabled: bool = True
