@@ -62,6 +62,10 @@ class EventProducer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            except BaseException:
+                # Cancelled mid-start (shutdown while the broker is away): release its tasks.
+                await asyncio.shield(producer.stop())
+                raise
             self._producer = producer
             return
 

@@ -51,6 +51,11 @@ def create_app(routing_file: Path) -> Starlette:
             {
                 "path": request.url.path,
                 "webhook_id": request.headers["webhook-id"],
+                "headers": {
+                    name: request.headers[name]
+                    for name in ("webhook-id", "webhook-timestamp", "webhook-signature")
+                },
+                "body": body.decode(),
                 "received_at": time.time(),
                 "payload": payload,
             }

@@ -150,7 +150,6 @@ class Stack:
         env = {
             **os.environ,
             "PYTHONUNBUFFERED": "1",
-            "CLOSELOOP_ENVIRONMENT": "development",
             "CLOSELOOP_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "CLOSELOOP_DATABASE_URL": self.database_url,
             "CLOSELOOP_ROUTING_FILE": str(self.config.routing_file),
