@@ -83,12 +83,23 @@ def start_broker(port: int | None = None, log_path: Path | None = None) -> Broke
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     log_file = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    try:
+        process = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        if not isinstance(log_file, int):
+            log_file.close()  # the child holds its own descriptor
     try:
         wait_for_port("127.0.0.1", port)
     except TimeoutError:
