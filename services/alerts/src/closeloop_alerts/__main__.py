@@ -1,0 +1,62 @@
+"""``closeloop-alerts`` serves; ``closeloop-alerts migrate`` migrates the schema;
+``closeloop-alerts check-routing [FILE]`` validates a routing file and exits."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import uvicorn
+
+from closeloop_alerts.app import SERVICE, create_app, load_routing_config
+from closeloop_alerts.config import AlertsSettings
+from closeloop_alerts.migrate import upgrade
+from closeloop_alerts.routing import RoutingError, load_routing
+from closeloop_shared.config import DatabaseSettings
+from closeloop_shared.logging import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog=SERVICE, description="Closeloop alerts service")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the service (the default)")
+    commands.add_parser("migrate", help="upgrade the alerts schema to the latest revision")
+    check = commands.add_parser("check-routing", help="validate a routing file")
+    check.add_argument("file", nargs="?", type=Path, help="default: CLOSELOOP_ROUTING_FILE")
+    args = parser.parse_args(argv)
+
+    settings = AlertsSettings()
+    if args.command == "check-routing":
+        path = args.file or settings.routing_file
+        if path is None:
+            parser.error("no file given and CLOSELOOP_ROUTING_FILE is not set")
+        try:
+            config = load_routing(path)
+        except RoutingError as error:
+            print(error, file=sys.stderr)  # noqa: T201
+            raise SystemExit(2) from None
+        print(f"{path}: {len(config.owners)} owners, {len(config.rules)} rules")  # noqa: T201
+        return
+
+    configure_logging(SERVICE, settings.log_level)
+    if args.command == "migrate":
+        upgrade(DatabaseSettings().url)
+        log.info("schema_migrated", schema="alerts")
+        return
+    try:
+        # Validate before uvicorn starts, so a bad file is one readable message.
+        load_routing_config(settings)
+    except RoutingError as error:
+        print(error, file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+
+    # log_config=None keeps the JSON logging configured above.
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""The alerts service app: support API plus the consumer, dispatcher and relay it runs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from closeloop_alerts import repository
+from closeloop_alerts.config import AlertsSettings
+from closeloop_alerts.delivery import DeliveryDispatcher, RetryPolicy, make_client
+from closeloop_alerts.metrics import ALERTS_OPEN, OUTBOX_PENDING
+from closeloop_alerts.outbox import OutboxRelay
+from closeloop_alerts.routes import ApiContext, router
+from closeloop_alerts.routing import (
+    Router,
+    RoutingConfig,
+    RoutingState,
+    default_routing,
+    load_routing,
+)
+from closeloop_alerts.service import AlertIntake, decode_event
+from closeloop_shared.config import DatabaseSettings, KafkaSettings
+from closeloop_shared.contracts.alerts import AlertPriority
+from closeloop_shared.db.engine import (
+    DATABASE_UNAVAILABLE_ERRORS,
+    create_engine,
+    create_sessionmaker,
+    ping,
+)
+from closeloop_shared.events import FeedbackScoredEvent, Topic
+from closeloop_shared.http.observability import install_observability
+from closeloop_shared.kafka.consumer import BatchConsumer
+from closeloop_shared.kafka.producer import EventProducer
+from closeloop_shared.logging import get_logger
+
+log = get_logger(__name__)
+
+SERVICE = "closeloop-alerts"
+
+# How long shutdown waits for in-flight webhook requests before cancelling them (a
+# cancelled one is retried by whichever replica sees its lease expire).
+DRAIN_TIMEOUT_S = 5.0
+
+
+def load_routing_config(settings: AlertsSettings) -> RoutingConfig:
+    if settings.routing_file is None:
+        log.warning("routing_file_not_set", hint="set CLOSELOOP_ROUTING_FILE")
+        return default_routing()
+    return load_routing(settings.routing_file)
+
+
+@dataclass
+class Runtime:
+    """Everything the lifespan started; on ``app.state.runtime`` once the app runs."""
+
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+    routing: RoutingState
+    producer: EventProducer
+    dispatcher: DeliveryDispatcher
+    relay: OutboxRelay
+    intake: AlertIntake
+    consumer: BatchConsumer[FeedbackScoredEvent] | None = None
+    tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+    def alive(self) -> bool:
+        consumer_ok = self.consumer is not None and self.consumer.healthy
+        return consumer_ok and all(not task.done() for task in self.tasks.values())
+
+
+async def refresh_gauges(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker() as session:
+        open_counts = await repository.count_open_by_priority(session)
+        pending = await repository.count_outbox_pending(session)
+    for priority in AlertPriority:
+        ALERTS_OPEN.labels(priority.value).set(open_counts.get(priority.value, 0))
+    OUTBOX_PENDING.set(pending)
+
+
+async def _every(interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
+    while True:
+        try:
+            await action()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("periodic_task_failed", task=name, error=type(error).__name__)
+        await asyncio.sleep(interval_s)
+
+
+def _start(runtime: Runtime, name: str, coroutine: Awaitable[None]) -> None:
+    async def guarded() -> None:
+        try:
+            await coroutine
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The loops handle their own errors; reaching here is a bug. /healthz turns
+            # 503 so the orchestrator restarts the process.
+            log.exception("background_task_crashed", task=name)
+            raise
+
+    runtime.tasks[name] = asyncio.create_task(guarded(), name=f"{SERVICE}:{name}")
+
+
+async def _stop_tasks(runtime: Runtime) -> None:
+    for task in runtime.tasks.values():
+        task.cancel()
+    await asyncio.gather(*runtime.tasks.values(), return_exceptions=True)
+    await runtime.dispatcher.drain(DRAIN_TIMEOUT_S)
+
+
+def create_app(
+    settings: AlertsSettings | None = None,
+    kafka: KafkaSettings | None = None,
+    database: DatabaseSettings | None = None,
+) -> FastAPI:
+    settings = settings or AlertsSettings()
+    kafka = kafka or KafkaSettings()
+    database = database or DatabaseSettings()
+    holder: dict[str, Runtime] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A bad routing file stops the start here, before anything connects.
+        routing = RoutingState(Router(load_routing_config(settings)))
+        engine = create_engine(database, application_name=SERVICE)
+        sessionmaker = create_sessionmaker(engine)
+        producer = EventProducer(kafka, client_id=SERVICE)
+        client = make_client(settings.delivery_timeout_s)
+        dispatcher = DeliveryDispatcher(
+            sessionmaker,
+            routing,
+            client,
+            RetryPolicy(
+                schedule_s=settings.delivery_schedule_s,
+                jitter=settings.delivery_jitter,
+                max_retry_after_s=settings.delivery_max_retry_after_s,
+            ),
+            concurrency=settings.delivery_concurrency,
+            poll_interval_s=settings.delivery_poll_interval_s,
+            lease_s=settings.delivery_lease_s,
+            allowlist=settings.outbound_allowlist,
+        )
+        relay = OutboxRelay(
+            sessionmaker,
+            producer,
+            batch_size=settings.outbox_batch_size,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            retention_s=settings.outbox_retention_s,
+        )
+        intake = AlertIntake(
+            sessionmaker,
+            routing,
+            on_deliveries=dispatcher.wake,
+            on_outbox=relay.wake,
+            first_delay_s=settings.delivery_schedule_s[0],
+        )
+        runtime = Runtime(engine, sessionmaker, routing, producer, dispatcher, relay, intake)
+        try:
+            await producer.start()
+            _start(runtime, "dispatcher", dispatcher.run())
+            _start(runtime, "relay", relay.run())
+            _start(
+                runtime,
+                "gauges",
+                _every(
+                    settings.gauge_refresh_interval_s,
+                    lambda: refresh_gauges(sessionmaker),
+                    "gauge_refresh",
+                ),
+            )
+            runtime.consumer = BatchConsumer(
+                settings=kafka,
+                topic=Topic.FEEDBACK_SCORED.value,
+                group_id=settings.consumer_group,
+                decode=decode_event,
+                handle=intake.handle,
+                producer=producer,
+                transient_errors=DATABASE_UNAVAILABLE_ERRORS,
+                client_id=SERVICE,
+            )
+            await runtime.consumer.start()
+            holder["runtime"] = runtime
+            app.state.runtime = runtime
+            app.state.api = ApiContext(sessionmaker=sessionmaker, wake_outbox=relay.wake)
+            log.info("alerts_started", owners=len(routing.router.config.owners))
+            yield
+        finally:
+            holder.pop("runtime", None)
+            # Stop taking new work first, then finish the in-flight batch and requests.
+            if runtime.consumer is not None:
+                await runtime.consumer.stop()
+            await _stop_tasks(runtime)
+            await producer.stop()
+            await client.aclose()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Closeloop alerts",
+        version="0.1.0",
+        description="Routes negative feedback to its owner, notifies them, tracks each alert.",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+
+    async def database_ready() -> bool:
+        runtime = holder.get("runtime")
+        return runtime is not None and await ping(runtime.engine)
+
+    async def broker_ready() -> bool:
+        runtime = holder.get("runtime")
+        return runtime is not None and await runtime.producer.ping()
+
+    def alive() -> bool:
+        runtime = holder.get("runtime")
+        return runtime is not None and runtime.alive()
+
+    install_observability(
+        app,
+        service=SERVICE,
+        readiness={"database": database_ready, "broker": broker_ready},
+        liveness=alive,
+    )
+    return app

@@ -1,0 +1,92 @@
+"""Settings of the alerts service (``CLOSELOOP_ALERTS_*``, plus ``CLOSELOOP_ROUTING_FILE``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from closeloop_shared.config import ServiceSettings
+
+# Svix's schedule: the delay before each attempt, measured from the previous failure.
+# Eight attempts spread over about 27.6 hours.
+SVIX_SCHEDULE_S: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+def _split_csv(value: Any) -> Any:
+    """Environment lists are comma-separated (``0,5,300``): easier to set than JSON."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class AlertsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CLOSELOOP_ALERTS_",
+        extra="ignore",
+        env_ignore_empty=True,
+        # Lets tests and callers pass ``routing_file=...`` as well as the env alias.
+        validate_by_name=True,
+    )
+
+    port: int = 8003
+    consumer_group: str = "closeloop-alerts"
+
+    # Shared with the devstack and the compose file, hence no service prefix.
+    routing_file: Path | None = Field(default=None, validation_alias="CLOSELOOP_ROUTING_FILE")
+
+    # Webhook delivery.
+    delivery_schedule_s: Annotated[tuple[float, ...], NoDecode] = SVIX_SCHEDULE_S
+    delivery_jitter: float = Field(default=0.1, ge=0.0, lt=1.0)
+    delivery_timeout_s: float = Field(default=15.0, gt=0)
+    delivery_poll_interval_s: float = Field(default=1.0, gt=0)
+    delivery_concurrency: int = Field(default=32, ge=1)
+    # A receiver may ask for a pause with Retry-After, but never for longer than this.
+    delivery_max_retry_after_s: float = Field(default=86_400.0, ge=0)
+    # How long a claimed delivery stays invisible to other replicas; a crash mid-request
+    # makes it due again after this, so it must exceed the request timeout.
+    delivery_lease_s: float = Field(default=60.0, gt=0)
+
+    # Outbox relay and gauges.
+    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_retention_s: float = Field(default=7 * 86_400.0, gt=0)
+    gauge_refresh_interval_s: float = Field(default=15.0, gt=0)
+
+    # Hosts webhooks may be sent to (exact names or ``*.suffix``); empty means any host.
+    # SSRF filtering of private addresses is a later issue.
+    outbound_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="CLOSELOOP_OUTBOUND_ALLOWLIST"
+    )
+
+    @field_validator("delivery_schedule_s", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("delivery_schedule_s")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value:
+            raise ValueError("the delivery schedule needs at least one attempt")
+        if any(delay < 0 for delay in value):
+            raise ValueError("delivery delays must not be negative")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_requests(self) -> AlertsSettings:
+        if self.delivery_lease_s <= self.delivery_timeout_s:
+            raise ValueError("delivery_lease_s must exceed delivery_timeout_s")
+        return self
+
+    @field_validator("outbound_allowlist", mode="before")
+    @classmethod
+    def _parse_allowlist(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("outbound_allowlist")
+    @classmethod
+    def _lower_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(host.lower() for host in value)

@@ -1,0 +1,421 @@
+"""Webhook delivery: the dispatcher, Standard Webhooks signing and the retry policy.
+
+Semantics (Standard Webhooks, Svix's schedule):
+
+* at least once: a delivery is retried until a 2xx, and every retry carries the same
+  ``webhook-id`` so the receiver can deduplicate; ``webhook-timestamp`` and the signature
+  are fresh on every attempt;
+* 2xx is delivered; 3xx is a failure (redirects are never followed); 410 Gone disables
+  the target (this delivery and the ones queued behind it); anything else, a timeout or a
+  connection error is retried after the next delay of the schedule (with jitter), or
+  after ``Retry-After`` if the receiver asks for longer; after the last delay the delivery
+  is ``failed``;
+* each attempt is recorded (status code, error, duration, time) in ``delivery_attempt``.
+
+Due deliveries are leased with ``SELECT ... FOR UPDATE SKIP LOCKED`` in a short
+transaction, so replicas share the work and no lock is held during the HTTP call. A
+crash mid-call lets the lease expire and the delivery is sent again (same webhook id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from standardwebhooks import Webhook
+
+from closeloop_alerts import repository
+from closeloop_alerts.metrics import NOTIFICATION_DURATION, NOTIFICATIONS
+from closeloop_alerts.models import Alert, Feedback, SentimentScore
+from closeloop_alerts.repository import DeliveryJob
+from closeloop_alerts.routing import RoutingState, WebhookTarget
+from closeloop_shared.events import utcnow
+from closeloop_shared.logging import get_logger
+
+log = get_logger(__name__)
+
+Outcome = Literal["delivered", "retrying", "failed", "disabled"]
+
+USER_AGENT = "Closeloop-Webhooks/1"
+WEBHOOK_EVENT_TYPE = "alert.raised"
+
+
+# --- Payload and signature ----------------------------------------------------------------------
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def render_payload(alert: Alert, feedback: Feedback, score: SentimentScore) -> bytes:
+    """The ``alert.raised`` body: a snapshot of the alert as raised, identical on every retry."""
+    rating = (
+        {"type": feedback.rating_type, "value": feedback.rating_value}
+        if feedback.rating_type is not None
+        else None
+    )
+    body: dict[str, Any] = {
+        "type": WEBHOOK_EVENT_TYPE,
+        "timestamp": _iso(alert.created_at),
+        "data": {
+            "alert": {
+                "id": str(alert.id),
+                "priority": alert.priority,
+                "owner": alert.owner_id,
+                # The event is the raise, so the status is the one it was raised with.
+                "status": "open",
+                "rule_id": alert.rule_id,
+                "created_at": _iso(alert.created_at),
+            },
+            "feedback": {
+                "id": str(feedback.id),
+                "channel": feedback.channel,
+                "external_id": feedback.external_id,
+                "text": feedback.text,
+                "subject": feedback.subject,
+                "customer": feedback.customer,
+                "occurred_at": _iso(feedback.occurred_at),
+                "touchpoint": feedback.touchpoint,
+                "journey_stage": feedback.journey_stage,
+                "rating": rating,
+            },
+            "sentiment": {
+                "label": score.label,
+                "score": score.score,
+                "confidence": score.confidence,
+                "language": score.language,
+                "model": score.model,
+                "model_version": score.model_version,
+            },
+        },
+    }
+    return orjson.dumps(body)
+
+
+def signed_headers(secret: str, msg_id: str, body: bytes, now: datetime) -> dict[str, str]:
+    """Standard Webhooks headers for one attempt; the signature covers exactly ``body``."""
+    timestamp = datetime.fromtimestamp(math.floor(now.timestamp()), tz=UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(math.floor(timestamp.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, timestamp, body.decode()),
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+    }
+
+
+# --- Sending and the retry policy ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    attempted_at: datetime
+    duration_s: float
+    status_code: int | None
+    error: str | None
+    retry_after_s: float | None = None
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def host_allowed(url: str, allowlist: Sequence[str]) -> bool:
+    """Exact host names or ``*.example.com`` suffixes; an empty allowlist allows every host."""
+    if not allowlist:
+        return True
+    host = (urlsplit(url).hostname or "").lower()
+    for allowed in allowlist:
+        if allowed.startswith("*."):
+            if host.endswith(allowed[1:]):
+                return True
+        elif host == allowed:
+            return True
+    return False
+
+
+async def send_webhook(
+    client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: bytes
+) -> AttemptResult:
+    """POST one signed webhook; never raises for HTTP or network failures."""
+    attempted_at = utcnow()
+    headers = signed_headers(secret, msg_id, body, attempted_at)
+    started = time.perf_counter()
+    status_code: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    try:
+        request = client.build_request("POST", url, content=body, headers=headers)
+        # Streamed and closed unread: only the status matters, and a hostile receiver must
+        # not make us buffer an endless body.
+        response = await client.send(request, stream=True, follow_redirects=False)
+        await response.aclose()
+        status_code = response.status_code
+        if not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+            retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
+    except httpx.TimeoutException as exc:
+        error = f"timeout ({type(exc).__name__})"
+    except httpx.HTTPError as exc:
+        # The exception text names the failure (refused, DNS); the URL is not logged.
+        error = f"{type(exc).__name__}: {exc}"[:500]
+    return AttemptResult(
+        attempted_at=attempted_at,
+        duration_s=time.perf_counter() - started,
+        status_code=status_code,
+        error=error,
+        retry_after_s=retry_after,
+    )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Delays before each attempt (the first normally 0), measured from the previous failure."""
+
+    schedule_s: tuple[float, ...]
+    jitter: float = 0.1
+    max_retry_after_s: float = 86_400.0
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.schedule_s)
+
+    def decide(
+        self,
+        result: AttemptResult,
+        attempts_made: int,
+        rand: Callable[[], float] = random.random,
+    ) -> tuple[Outcome, float | None]:
+        """Outcome of an attempt and, when retrying, the delay in seconds before the next."""
+        code = result.status_code
+        if code is not None and 200 <= code < 300:
+            return "delivered", None
+        if code == 410:
+            return "disabled", None
+        if attempts_made >= self.max_attempts:
+            return "failed", None
+        delay = self.schedule_s[attempts_made]
+        # Jitter spreads retries of many alerts that failed together (a receiver outage).
+        delay *= 1.0 + self.jitter * (2.0 * rand() - 1.0)
+        if result.retry_after_s is not None:
+            delay = max(delay, min(result.retry_after_s, self.max_retry_after_s))
+        return "retrying", max(0.0, delay)
+
+
+# --- Dispatcher ---------------------------------------------------------------------------------
+
+
+class DeliveryDispatcher:
+    """Background task that sends due deliveries, at most ``concurrency`` at a time."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        routing: RoutingState,
+        client: httpx.AsyncClient,
+        policy: RetryPolicy,
+        *,
+        concurrency: int = 32,
+        poll_interval_s: float = 1.0,
+        lease_s: float = 60.0,
+        allowlist: Sequence[str] = (),
+    ) -> None:
+        self._sessionmaker = sessionmaker
+        self._routing = routing
+        self._client = client
+        self._policy = policy
+        self._concurrency = concurrency
+        self._poll_interval_s = poll_interval_s
+        self._lease = timedelta(seconds=lease_s)
+        self._allowlist = tuple(allowlist)
+        self._wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """New deliveries were committed: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        backoff = self._poll_interval_s
+        while True:
+            self._wake.clear()
+            free = self._concurrency - len(self._inflight)
+            claimed = 0
+            if free > 0:
+                try:
+                    claimed = await self._claim_and_start(free)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    log.warning("delivery_claim_failed", error=type(error).__name__)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                backoff = self._poll_interval_s
+            if free <= 0 or (claimed and claimed == free):
+                # Saturated, or more may be due: continue as soon as a slot frees up.
+                if len(self._inflight) >= self._concurrency:
+                    await asyncio.wait(
+                        self._inflight,
+                        timeout=self._poll_interval_s,
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let in-flight requests finish (stopping); the rest are retried after their lease."""
+        if not self._inflight:
+            return
+        _, pending = await asyncio.wait(self._inflight, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _claim_and_start(self, limit: int) -> int:
+        async with self._sessionmaker() as session, session.begin():
+            jobs = await repository.claim_due_deliveries(
+                session, limit=limit, now=utcnow(), lease=self._lease
+            )
+        for job in jobs:
+            task = asyncio.create_task(self._deliver(job), name=f"delivery:{job.id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        return len(jobs)
+
+    async def _deliver(self, job: DeliveryJob) -> None:
+        try:
+            await self._deliver_once(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # Typically the database went away while recording: the lease expires and the
+            # delivery is attempted again with the same webhook id.
+            log.warning(
+                "delivery_record_failed", delivery_id=str(job.id), error=type(error).__name__
+            )
+
+    async def _deliver_once(self, job: DeliveryJob) -> None:
+        target = self._routing.router.target(job.owner_id, job.target_key)
+        if not isinstance(target, WebhookTarget):
+            await self._finish(job, _skipped(job.url, "target no longer configured"), "failed")
+            return
+        # The routing file is the source of truth: a corrected URL applies to retries too.
+        url = str(target.url)
+        if not host_allowed(url, self._allowlist):
+            await self._finish(job, _skipped(url, "host not in outbound allowlist"), "failed")
+            return
+        body = render_payload(job.alert, job.feedback, job.score)
+        result = await send_webhook(
+            self._client, url, target.secret.get_secret_value(), job.webhook_id, body
+        )
+        NOTIFICATION_DURATION.labels(job.target_type).observe(result.duration_s)
+        outcome, delay = self._policy.decide(result, job.attempts + 1)
+        next_at = result.attempted_at + timedelta(seconds=delay) if delay is not None else None
+        await self._finish(job, _Attempt(url, result), outcome, next_at)
+
+    async def _finish(
+        self,
+        job: DeliveryJob,
+        attempt: _Attempt,
+        outcome: Outcome,
+        next_attempt_at: datetime | None = None,
+    ) -> None:
+        status = "pending" if outcome == "retrying" else outcome
+        now = utcnow()
+        result = attempt.result
+        async with self._sessionmaker() as session, session.begin():
+            kept = await repository.record_attempt(
+                session,
+                job,
+                attempt={
+                    "number": job.attempts + 1,
+                    "url": attempt.url,
+                    "attempted_at": result.attempted_at,
+                    "duration_s": result.duration_s,
+                    "status_code": result.status_code,
+                    "error": result.error,
+                    "outcome": outcome,
+                },
+                status=status,
+                next_attempt_at=next_attempt_at,
+                now=now,
+            )
+            disabled_too = 0
+            if outcome == "disabled" and kept:
+                # The endpoint is gone: queued deliveries to it would only hear 410 again.
+                disabled_too = await repository.disable_pending_for_target(
+                    session,
+                    owner_id=job.owner_id,
+                    target_key=job.target_key,
+                    reason=f"target answered 410 Gone to webhook {job.webhook_id}",
+                    now=now,
+                )
+        NOTIFICATIONS.labels(job.target_type, outcome).inc()
+        fields = {
+            "delivery_id": str(job.id),
+            "alert_id": str(job.alert_id),
+            "owner": job.owner_id,
+            "target": job.target_key,
+            "attempt": job.attempts + 1,
+            "status_code": result.status_code,
+            "outcome": outcome,
+        }
+        if outcome == "delivered":
+            log.info("webhook_delivered", **fields)
+        else:
+            log.warning("webhook_not_delivered", error=result.error, **fields)
+        if disabled_too:
+            log.warning(
+                "webhook_target_disabled",
+                owner=job.owner_id,
+                target=job.target_key,
+                queued_disabled=disabled_too,
+            )
+        if not kept:
+            log.warning("delivery_lease_lost", delivery_id=str(job.id))
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    url: str
+    result: AttemptResult
+
+
+def _skipped(url: str, reason: str) -> _Attempt:
+    return _Attempt(url, AttemptResult(utcnow(), 0.0, None, reason))
+
+
+def make_client(timeout_s: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout_s),
+        follow_redirects=False,
+        headers={"user-agent": USER_AGENT},
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+    )

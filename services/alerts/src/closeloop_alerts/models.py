@@ -1,0 +1,231 @@
+"""Tables of the ``alerts`` schema.
+
+Rows are written with bulk Core statements (``INSERT ... ON CONFLICT``), never one ORM
+object at a time; the mapped classes exist for typed reads and for the migrations.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from closeloop_shared.db.engine import make_base
+
+SCHEMA = "alerts"
+
+if TYPE_CHECKING:
+    # mypy cannot subclass the value make_base() returns; it has exactly this shape.
+    class Base(DeclarativeBase):
+        pass
+else:
+    Base = make_base(SCHEMA)
+
+
+def _now() -> Any:
+    return func.now()
+
+
+def tstz() -> DateTime:
+    """Every timestamp is ``timestamptz``: naive datetimes never reach the database."""
+    return DateTime(timezone=True)
+
+
+ALERT_STATUSES = ("open", "acknowledged", "resolved")
+ALERT_PRIORITIES = ("low", "medium", "high", "critical")
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "disabled")
+ATTEMPT_OUTCOMES = ("delivered", "retrying", "failed", "disabled")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Feedback(Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    external_id: Mapped[str] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    customer: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    rating_type: Mapped[str | None] = mapped_column(String(16))
+    rating_value: Mapped[float | None] = mapped_column(Float)
+    touchpoint: Mapped[str | None] = mapped_column(String(64))
+    journey_stage: Mapped[str | None] = mapped_column(String(32))
+    language: Mapped[str | None] = mapped_column(String(16))
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    occurred_at: Mapped[datetime] = mapped_column(tstz())
+    received_at: Mapped[datetime] = mapped_column(tstz())
+    stored_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+
+
+class SentimentScore(Base):
+    """One row per (feedback, model, model_version): a re-score by a new model is kept beside."""
+
+    __tablename__ = "sentiment_score"
+    __table_args__ = (UniqueConstraint("feedback_id", "model", "model_version"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    feedback_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("feedback.id", ondelete="CASCADE")
+    )
+    label: Mapped[str] = mapped_column(String(16))
+    score: Mapped[float] = mapped_column(Float)
+    confidence: Mapped[float] = mapped_column(Float)
+    # Unbounded: the contract does not limit these, and a length error would dead-letter.
+    language: Mapped[str] = mapped_column(Text)
+    model: Mapped[str] = mapped_column(Text)
+    model_version: Mapped[str] = mapped_column(Text)
+    scored_at: Mapped[datetime] = mapped_column(tstz())
+    stored_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+    __table_args__ = (
+        # One alert per feedback item, ever: redelivered events hit this and do nothing.
+        UniqueConstraint("feedback_id"),
+        CheckConstraint(_one_of("status", ALERT_STATUSES), name="status"),
+        CheckConstraint(_one_of("priority", ALERT_PRIORITIES), name="priority"),
+        # Newest-first keyset pagination, with and without a status filter.
+        Index("ix_alert_created_at_id", "created_at", "id"),
+        Index("ix_alert_status_created_at_id", "status", "created_at", "id"),
+        Index("ix_alert_owner_id_created_at_id", "owner_id", "created_at", "id"),
+        # The open-alerts gauge counts only these rows.
+        Index("ix_alert_open_priority", "priority", postgresql_where=text("status = 'open'")),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    feedback_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("feedback.id", ondelete="CASCADE")
+    )
+    sentiment_score_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("sentiment_score.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[str] = mapped_column(String(128))
+    rule_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(tstz())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(256))
+    resolved_at: Mapped[datetime | None] = mapped_column(tstz())
+    resolved_by: Mapped[str | None] = mapped_column(String(256))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertEvent(Base):
+    """Audit trail of an alert: append-only (a trigger in the migration refuses UPDATE/DELETE)."""
+
+    __tablename__ = "alert_event"
+    __table_args__ = (Index("ix_alert_event_alert_id_id", "alert_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("alert.id"))
+    type: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str | None] = mapped_column(String(256))
+    note: Mapped[str | None] = mapped_column(Text)
+    occurred_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+
+
+class Delivery(Base):
+    """One notification of one alert to one target of its owner (the delivery outbox)."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "owner_id", "target_key"),
+        UniqueConstraint("webhook_id"),
+        CheckConstraint(_one_of("status", DELIVERY_STATUSES), name="status"),
+        # The dispatcher's "what is due" scan touches only pending rows.
+        Index(
+            "ix_delivery_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+        ),
+        Index(
+            "ix_delivery_target_pending",
+            "owner_id",
+            "target_key",
+            postgresql_where=text("status = 'pending'"),
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("alert.id", ondelete="CASCADE"))
+    owner_id: Mapped[str] = mapped_column(String(128))
+    target_key: Mapped[str] = mapped_column(String(128))
+    target_type: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(Text)
+    webhook_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(tstz())
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+    delivered_at: Mapped[datetime | None] = mapped_column(tstz())
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempt"
+    __table_args__ = (
+        CheckConstraint(_one_of("outcome", ATTEMPT_OUTCOMES), name="outcome"),
+        Index("ix_delivery_attempt_delivery_id_number", "delivery_id", "number"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("delivery.id", ondelete="CASCADE")
+    )
+    number: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str] = mapped_column(Text)
+    attempted_at: Mapped[datetime] = mapped_column(tstz())
+    duration_s: Mapped[float] = mapped_column(Float)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(16))
+
+
+class Outbox(Base):
+    """Kafka events written in the same transaction as the change they describe."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+        Index("ix_outbox_published_at", "published_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(128))
+    key: Mapped[bytes | None] = mapped_column(LargeBinary)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+    published_at: Mapped[datetime | None] = mapped_column(tstz())

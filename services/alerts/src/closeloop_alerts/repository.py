@@ -1,0 +1,457 @@
+"""Database access: bulk writes for the consumer, keyset reads for the API, leases for delivery.
+
+Every function takes an open session inside a transaction the caller owns, so one
+consumer batch or one API state change is exactly one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import ColumnElement, delete, func, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from closeloop_alerts.models import (
+    Alert,
+    AlertEvent,
+    Delivery,
+    DeliveryAttempt,
+    Feedback,
+    Outbox,
+    SentimentScore,
+)
+from closeloop_shared.db.engine import DATABASE_UNAVAILABLE_ERRORS, is_connection_error
+
+Row = dict[str, Any]
+ScoreKey = tuple[uuid.UUID, str, str]
+
+# asyncpg accepts at most 32767 bind parameters per statement; stay well below.
+_MAX_PARAMS = 30_000
+
+# SQLSTATEs that mean "try again" rather than "this data is bad": serialization failure,
+# deadlock, connection exceptions (class 08), shutdown and too many connections.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03", "53300"})
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True if a database error is about the database's state, not about the data."""
+    if isinstance(error, (*DATABASE_UNAVAILABLE_ERRORS, OSError)):
+        return True  # unreachable, refused, timed out (asyncpg raises OSError on connect)
+    if not isinstance(error, DBAPIError):
+        return False
+    if is_connection_error(error):
+        return True
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(state, str) and (state in _RETRYABLE_SQLSTATES or state.startswith("08"))
+
+
+def _chunks(rows: Sequence[Row]) -> Iterator[Sequence[Row]]:
+    if not rows:
+        return
+    size = max(1, _MAX_PARAMS // max(1, len(rows[0])))
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+# --- Consumer batch writes --------------------------------------------------------------------
+
+
+async def insert_feedback(session: AsyncSession, rows: Sequence[Row]) -> set[uuid.UUID]:
+    """Insert feedback rows that are not stored yet; returns the ids that were new."""
+    inserted: set[uuid.UUID] = set()
+    for chunk in _chunks(rows):
+        statement = (
+            insert(Feedback)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=[Feedback.id])
+            .returning(Feedback.id)
+        )
+        inserted.update((await session.scalars(statement)).all())
+    return inserted
+
+
+async def upsert_scores(session: AsyncSession, rows: Sequence[Row]) -> dict[ScoreKey, int]:
+    """Insert or refresh scores (one per feedback, model and version); returns their ids."""
+    for chunk in _chunks(rows):
+        statement = insert(SentimentScore).values(list(chunk))
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[
+                SentimentScore.feedback_id,
+                SentimentScore.model,
+                SentimentScore.model_version,
+            ],
+            set_={
+                "label": excluded.label,
+                "score": excluded.score,
+                "confidence": excluded.confidence,
+                "language": excluded.language,
+                "scored_at": excluded.scored_at,
+            },
+            # A late redelivery of an older scoring must not overwrite a newer one.
+            where=excluded.scored_at > SentimentScore.scored_at,
+        )
+        await session.execute(statement)
+    keys = [(row["feedback_id"], row["model"], row["model_version"]) for row in rows]
+    ids: dict[ScoreKey, int] = {}
+    # Three columns per key: chunk the lookup like the inserts.
+    step = _MAX_PARAMS // 3
+    for start in range(0, len(keys), step):
+        found = await session.execute(
+            select(
+                SentimentScore.id,
+                SentimentScore.feedback_id,
+                SentimentScore.model,
+                SentimentScore.model_version,
+            ).where(
+                tuple_(
+                    SentimentScore.feedback_id, SentimentScore.model, SentimentScore.model_version
+                ).in_(keys[start : start + step])
+            )
+        )
+        for score_id, feedback_id, model, version in found:
+            ids[(feedback_id, model, version)] = score_id
+    return ids
+
+
+async def insert_alerts(session: AsyncSession, rows: Sequence[Row]) -> list[uuid.UUID]:
+    """Insert alerts; a feedback item that has one already is skipped. Returns new alert ids."""
+    inserted: list[uuid.UUID] = []
+    for chunk in _chunks(rows):
+        statement = (
+            insert(Alert)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=[Alert.feedback_id])
+            .returning(Alert.id)
+        )
+        inserted.extend((await session.scalars(statement)).all())
+    return inserted
+
+
+async def insert_rows(session: AsyncSession, model: type[Any], rows: Sequence[Row]) -> None:
+    """Plain bulk insert (audit entries, outbox events)."""
+    for chunk in _chunks(rows):
+        await session.execute(insert(model).values(list(chunk)))
+
+
+async def insert_deliveries(session: AsyncSession, rows: Sequence[Row]) -> None:
+    for chunk in _chunks(rows):
+        await session.execute(
+            insert(Delivery)
+            .values(list(chunk))
+            .on_conflict_do_nothing(
+                index_elements=[Delivery.alert_id, Delivery.owner_id, Delivery.target_key]
+            )
+        )
+
+
+# --- API reads ----------------------------------------------------------------------------------
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last alert of a page: newest first by (created_at, id)."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.created_at.isoformat(), str(self.id)])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, value: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+            created_at, alert_id = orjson.loads(raw)
+            parsed = cls(datetime.fromisoformat(created_at), uuid.UUID(alert_id))
+        except (ValueError, TypeError, orjson.JSONDecodeError) as error:
+            raise InvalidCursor("the cursor is not one this API returned") from error
+        if parsed.created_at.tzinfo is None:
+            raise InvalidCursor("the cursor is not one this API returned")
+        return parsed
+
+
+async def list_alerts(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    owner: str | None,
+    priority: str | None,
+    limit: int,
+    cursor: Cursor | None,
+) -> tuple[list[tuple[Alert, str]], Cursor | None]:
+    statement = select(Alert, Feedback.channel).join(Feedback, Feedback.id == Alert.feedback_id)
+    conditions: list[ColumnElement[bool]] = []
+    if status is not None:
+        conditions.append(Alert.status == status)
+    if owner is not None:
+        conditions.append(Alert.owner_id == owner)
+    if priority is not None:
+        conditions.append(Alert.priority == priority)
+    if cursor is not None:
+        conditions.append(tuple_(Alert.created_at, Alert.id) < tuple_(cursor.created_at, cursor.id))
+    rows = (
+        await session.execute(
+            statement.where(*conditions)
+            .order_by(Alert.created_at.desc(), Alert.id.desc())
+            .limit(limit + 1)
+        )
+    ).all()
+    page = [(alert, channel) for alert, channel in rows[:limit]]
+    next_cursor = None
+    if len(rows) > limit and page:
+        last = page[-1][0]
+        next_cursor = Cursor(last.created_at, last.id)
+    return page, next_cursor
+
+
+@dataclass
+class AlertDetail:
+    alert: Alert
+    feedback: Feedback
+    score: SentimentScore
+    deliveries: list[Delivery]
+    attempts: dict[uuid.UUID, list[DeliveryAttempt]]
+    history: list[AlertEvent]
+
+
+async def get_alert_detail(session: AsyncSession, alert_id: uuid.UUID) -> AlertDetail | None:
+    row = (
+        await session.execute(
+            select(Alert, Feedback, SentimentScore)
+            .join(Feedback, Feedback.id == Alert.feedback_id)
+            .join(SentimentScore, SentimentScore.id == Alert.sentiment_score_id)
+            .where(Alert.id == alert_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    alert, feedback, score = row
+    deliveries = list(
+        (
+            await session.scalars(
+                select(Delivery)
+                .where(Delivery.alert_id == alert_id)
+                .order_by(Delivery.created_at, Delivery.owner_id, Delivery.target_key)
+            )
+        ).all()
+    )
+    attempts: dict[uuid.UUID, list[DeliveryAttempt]] = {d.id: [] for d in deliveries}
+    if deliveries:
+        for attempt in await session.scalars(
+            select(DeliveryAttempt)
+            .where(DeliveryAttempt.delivery_id.in_(list(attempts)))
+            .order_by(DeliveryAttempt.number, DeliveryAttempt.id)
+        ):
+            attempts[attempt.delivery_id].append(attempt)
+    history = list(
+        (
+            await session.scalars(
+                select(AlertEvent).where(AlertEvent.alert_id == alert_id).order_by(AlertEvent.id)
+            )
+        ).all()
+    )
+    return AlertDetail(alert, feedback, score, deliveries, attempts, history)
+
+
+@dataclass
+class FeedbackDetail:
+    feedback: Feedback
+    score: SentimentScore | None
+    alert: Alert | None
+
+
+async def get_feedback_detail(
+    session: AsyncSession, feedback_id: uuid.UUID
+) -> FeedbackDetail | None:
+    feedback = await session.get(Feedback, feedback_id)
+    if feedback is None:
+        return None
+    score = await session.scalar(
+        select(SentimentScore)
+        .where(SentimentScore.feedback_id == feedback_id)
+        .order_by(SentimentScore.scored_at.desc(), SentimentScore.id.desc())
+        .limit(1)
+    )
+    alert = await session.scalar(select(Alert).where(Alert.feedback_id == feedback_id))
+    return FeedbackDetail(feedback, score, alert)
+
+
+async def lock_alert(session: AsyncSession, alert_id: uuid.UUID) -> Alert | None:
+    """The alert, locked until the transaction ends, so concurrent transitions serialise."""
+    return await session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
+
+
+# --- Delivery leases ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    """A claimed delivery with everything needed to render and send it."""
+
+    id: uuid.UUID
+    alert_id: uuid.UUID
+    owner_id: str
+    target_key: str
+    target_type: str
+    url: str
+    webhook_id: str
+    attempts: int
+    lease_token: uuid.UUID
+    alert: Alert
+    feedback: Feedback
+    score: SentimentScore
+
+
+async def claim_due_deliveries(
+    session: AsyncSession, *, limit: int, now: datetime, lease: timedelta
+) -> list[DeliveryJob]:
+    """Lease up to ``limit`` due deliveries; replicas skip rows another one holds.
+
+    The lease is a short transaction: the HTTP call happens after it commits, so no
+    database connection or row lock is held while a slow receiver answers.
+    """
+    due = (
+        select(Delivery.id)
+        .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    token = uuid.uuid4()
+    claimed = (
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(due.scalar_subquery()))
+            .values(next_attempt_at=now + lease, lease_token=token, updated_at=now)
+            .returning(
+                Delivery.id,
+                Delivery.alert_id,
+                Delivery.owner_id,
+                Delivery.target_key,
+                Delivery.target_type,
+                Delivery.url,
+                Delivery.webhook_id,
+                Delivery.attempts,
+            )
+        )
+    ).all()
+    if not claimed:
+        return []
+    contexts = {
+        alert.id: (alert, feedback, score)
+        for alert, feedback, score in (
+            await session.execute(
+                select(Alert, Feedback, SentimentScore)
+                .join(Feedback, Feedback.id == Alert.feedback_id)
+                .join(SentimentScore, SentimentScore.id == Alert.sentiment_score_id)
+                .where(Alert.id.in_({row.alert_id for row in claimed}))
+            )
+        ).all()
+    }
+    return [
+        DeliveryJob(
+            id=row.id,
+            alert_id=row.alert_id,
+            owner_id=row.owner_id,
+            target_key=row.target_key,
+            target_type=row.target_type,
+            url=row.url,
+            webhook_id=row.webhook_id,
+            attempts=row.attempts,
+            lease_token=token,
+            alert=contexts[row.alert_id][0],
+            feedback=contexts[row.alert_id][1],
+            score=contexts[row.alert_id][2],
+        )
+        for row in claimed
+    ]
+
+
+async def record_attempt(
+    session: AsyncSession,
+    job: DeliveryJob,
+    *,
+    attempt: Mapping[str, Any],
+    status: str,
+    next_attempt_at: datetime | None,
+    now: datetime,
+) -> bool:
+    """Store one attempt and the delivery's new state; False if the lease was lost meanwhile."""
+    await session.execute(insert(DeliveryAttempt).values(delivery_id=job.id, **attempt))
+    values: dict[str, Any] = {
+        "status": status,
+        "attempts": Delivery.attempts + 1,
+        "next_attempt_at": next_attempt_at,
+        "lease_token": None,
+        "last_status_code": attempt.get("status_code"),
+        "last_error": attempt.get("error"),
+        "url": attempt["url"],
+        "updated_at": now,
+    }
+    if status == "delivered":
+        values["delivered_at"] = now
+    result = await session.execute(
+        update(Delivery)
+        .where(Delivery.id == job.id, Delivery.lease_token == job.lease_token)
+        .values(**values)
+        .returning(Delivery.id)
+    )
+    return result.first() is not None
+
+
+async def disable_pending_for_target(
+    session: AsyncSession, *, owner_id: str, target_key: str, reason: str, now: datetime
+) -> int:
+    """After a 410, stop queued deliveries to the same target (in-flight ones finish alone)."""
+    result = await session.execute(
+        update(Delivery)
+        .where(
+            Delivery.status == "pending",
+            Delivery.owner_id == owner_id,
+            Delivery.target_key == target_key,
+            Delivery.lease_token.is_(None),
+        )
+        .values(status="disabled", next_attempt_at=None, last_error=reason, updated_at=now)
+        .returning(Delivery.id)
+    )
+    return len(result.all())
+
+
+# --- Gauges and housekeeping --------------------------------------------------------------------
+
+
+async def count_open_by_priority(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(Alert.priority, func.count()).where(Alert.status == "open").group_by(Alert.priority)
+    )
+    return {priority: int(count) for priority, count in rows}
+
+
+async def count_outbox_pending(session: AsyncSession) -> int:
+    count = await session.scalar(
+        select(func.count()).select_from(Outbox).where(Outbox.published_at.is_(None))
+    )
+    return int(count or 0)
+
+
+async def delete_published_outbox(session: AsyncSession, before: datetime) -> int:
+    result = await session.execute(
+        delete(Outbox)
+        .where(Outbox.published_at.is_not(None), Outbox.published_at < before)
+        .returning(Outbox.id)
+    )
+    return len(result.all())
