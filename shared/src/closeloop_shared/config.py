@@ -56,7 +56,11 @@ class DatabaseSettings(BaseSettings):
     """The PostgreSQL server; each service keeps its tables in its own schema."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CLOSELOOP_DATABASE_", extra="ignore", env_ignore_empty=True
+        env_prefix="CLOSELOOP_DATABASE_",
+        extra="ignore",
+        env_ignore_empty=True,
+        # `url` is read from CLOSELOOP_DATABASE_URL but may be passed as `url=` in code.
+        validate_by_name=True,
     )
 
     url: str = Field(
