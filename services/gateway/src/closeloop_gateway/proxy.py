@@ -38,6 +38,7 @@ from closeloop_gateway.limits import (
 )
 from closeloop_gateway.metrics import UPSTREAM_DURATION, UPSTREAM_REQUESTS
 from closeloop_gateway.schemas import (
+    AlertDetail,
     AlertOut,
     AlertPage,
     FeedbackDetail,
@@ -752,9 +753,9 @@ def add_alerts_routes(app: FastAPI) -> None:
         get_alert,
         "GET",
         "getAlert",
-        "Get an alert",
+        "Get an alert with its feedback, deliveries and history",
         Scope.ALERTS_READ,
-        AlertOut,
+        AlertDetail,
         (404,),
     )
     add(

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from closeloop_gateway.auth import Scope
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
-from closeloop_shared.contracts.feedback import Feedback
+from closeloop_shared.contracts.feedback import Channel, Feedback
 from closeloop_shared.contracts.sentiment import Sentiment
 
 # Printable ASCII only: the name travels upstream in the X-Closeloop-Actor header.
@@ -82,14 +82,15 @@ class AlertOut(BaseModel):
     feedback_id: uuid.UUID
     status: AlertStatus
     priority: AlertPriority
-    owner_id: str
+    owner: str = Field(description="The owner the routing rules chose.")
     rule_id: str | None
+    channel: Channel
     created_at: AwareDatetime
-    updated_at: AwareDatetime | None = None
+    updated_at: AwareDatetime
     acknowledged_at: AwareDatetime | None
-    acknowledged_by: str | None = None
+    acknowledged_by: str | None = Field(description="The API key name that acknowledged it.")
     resolved_at: AwareDatetime | None
-    resolved_by: str | None = None
+    resolved_by: str | None
     resolution_note: str | None
 
 
@@ -97,22 +98,79 @@ class AlertPage(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     items: list[AlertOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next (older) page; null on the last page."
+    )
+
+
+class DeliveryAttemptOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    number: int
+    attempted_at: AwareDatetime
+    duration_s: float
+    status_code: int | None
+    error: str | None
+    outcome: str
+
+
+class DeliveryOut(BaseModel):
+    """One notification of the alert to one of its owner's targets."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: uuid.UUID
+    owner: str
+    target: str
+    target_type: str
+    webhook_id: str
+    status: str
+    attempt_count: int
+    next_attempt_at: AwareDatetime | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: AwareDatetime
+    delivered_at: AwareDatetime | None
+    attempts: list[DeliveryAttemptOut]
+
+
+class AlertEventOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    from_status: AlertStatus | None
+    to_status: AlertStatus
+    actor: str | None
+    note: str | None
+    occurred_at: AwareDatetime
 
 
 class ResolveAlertIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: Annotated[str, Field(min_length=1, max_length=10_000)]
+    note: Annotated[str, Field(min_length=1, max_length=4000)]
 
 
-class FeedbackDetail(Feedback):
-    """A stored feedback item with its sentiment and the alert it raised, if any."""
+class FeedbackRecord(Feedback):
+    """A feedback item as the alerts service stored it."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    sentiment: Sentiment | None = None
-    alert: AlertOut | None = None
+
+class FeedbackDetail(FeedbackRecord):
+    """A stored feedback item with its sentiment and the alert it raised, if any."""
+
+    sentiment: Sentiment | None
+    alert: AlertOut | None
+
+
+class AlertDetail(AlertOut):
+    """An alert with the item that raised it, its score, deliveries and audit trail."""
+
+    feedback: FeedbackRecord
+    sentiment: Sentiment
+    deliveries: list[DeliveryOut]
+    history: list[AlertEventOut]
 
 
 # --- webhook answers (documentation of the ingest service's API) ------------------------------
