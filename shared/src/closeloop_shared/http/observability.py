@@ -68,6 +68,11 @@ class RequestMetricsMiddleware:
 
 
 def _route_template(scope: Scope) -> str:
+    # Starlette records the matched route on the scope; included routers are nested
+    # routes without a path of their own, so this beats scanning the app's routes.
+    matched = scope.get("route")
+    if matched is not None and isinstance(getattr(matched, "path", None), str):
+        return str(matched.path)
     app = scope.get("app")
     router = getattr(app, "router", None)
     for route in getattr(router, "routes", []):
