@@ -86,6 +86,7 @@ def _target(stack: Stack) -> DemoTarget:
     return DemoTarget(
         gateway_url=stack.url("gateway"),
         demo_owner_url=stack.url("demo_owner"),
+        alerts_url=stack.url("alerts"),
         admin_key=stack.config.admin_key,
         secrets=stack.config.provider_secrets,
     )

@@ -62,6 +62,7 @@ async def _run(args: argparse.Namespace) -> int:
             {
                 "gateway_url": stack.url("gateway"),
                 "demo_owner_url": stack.url("demo_owner"),
+                "alerts_url": stack.url("alerts"),
                 "admin_key": config.admin_key,
                 "database_url": stack.database_url,
                 "provider_secrets": dataclasses.asdict(config.provider_secrets),
@@ -118,6 +119,7 @@ async def _demo(args: argparse.Namespace) -> int:
     target = DemoTarget(
         gateway_url=str(state["gateway_url"]),
         demo_owner_url=str(state["demo_owner_url"]),
+        alerts_url=str(state.get("alerts_url", "http://127.0.0.1:8003")),
         admin_key=str(state["admin_key"]),
         secrets=ProviderSecrets(**secrets),
     )

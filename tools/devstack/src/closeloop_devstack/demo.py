@@ -28,6 +28,7 @@ from closeloop_devstack.stack import ProviderSecrets
 class DemoTarget:
     gateway_url: str
     demo_owner_url: str
+    alerts_url: str
     admin_key: str
     secrets: ProviderSecrets
 
@@ -391,8 +392,17 @@ async def run_demo(target: DemoTarget, wait_s: float = 30.0) -> int:
                 f"  [{alert['priority']:>6}] {alert['owner']:<13} {feedback['channel']:<8}"
                 f" {sentiment['label']:<9} {sentiment['score']:+.2f}  {text[:60]}"
             )
-        metrics = (await client.get(target.gateway_url + "/metrics")).text
-        print(f"\nGateway requests counted in /metrics: {_sum_metric(metrics)}")
+        gateway_metrics = (await client.get(target.gateway_url + "/metrics")).text
+        alerts_metrics = (await client.get(target.alerts_url + "/metrics")).text
+        print(f"\nFrom /metrics ({target.gateway_url}/metrics, {target.alerts_url}/metrics):")
+        print(f"  gateway requests             {_sum_metric(gateway_metrics)}")
+        for channel in ("hotline", "email", "social", "app"):
+            raised = _sum_metric(alerts_metrics, "closeloop_alerts_raised_total", channel)
+            print(f"  alerts raised, {channel:<8}      {raised}")
+        delivered = _sum_metric(
+            alerts_metrics, "closeloop_alerts_notifications_total", 'outcome="delivered"'
+        )
+        print(f"  notifications delivered      {delivered}")
     return 0 if len(received) >= expected_alerts else 1
 
 
@@ -400,9 +410,12 @@ async def _received_count(client: httpx.AsyncClient, target: DemoTarget) -> int:
     return len((await client.get(target.demo_owner_url + "/received")).json())
 
 
-def _sum_metric(exposition: str, name: str = "closeloop_http_requests_total") -> int:
+def _sum_metric(
+    exposition: str, name: str = "closeloop_http_requests_total", label: str = ""
+) -> int:
+    """Sum a counter's samples, optionally only those whose labels contain ``label``."""
     total = 0.0
     for line in exposition.splitlines():
-        if line.startswith(name + "{"):
+        if line.startswith(name + "{") and label in line.split("}", 1)[0]:
             total += float(line.rsplit(" ", 1)[1])
     return int(total)
