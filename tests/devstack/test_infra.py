@@ -29,3 +29,24 @@ async def test_database_is_fresh_and_writable(database_url: str) -> None:
         assert tables == 0
     finally:
         await connection.close()
+
+
+async def test_embedded_postgres_starts_when_no_server_answers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    base = tmp_path_factory.mktemp("embedded")
+    base.chmod(0o755)  # the unprivileged server user must reach its data directory
+    # Nothing listens on port 1: ensure_postgres must fall back to the embedded cluster.
+    url, embedded = await infra.ensure_postgres(
+        "postgresql+asyncpg://postgres@127.0.0.1:1/closeloop_embedded", base / "pg"
+    )
+    assert embedded is not None
+    try:
+        assert url.endswith("/closeloop_embedded")
+        connection = await asyncpg.connect(infra._asyncpg_dsn(url))
+        try:
+            assert await connection.fetchval("SELECT current_database()") == "closeloop_embedded"
+        finally:
+            await connection.close()
+    finally:
+        embedded.stop()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from standardwebhooks import Webhook
 
@@ -204,6 +205,33 @@ async def test_bad_signature_and_missing_key_are_refused(stack: Stack) -> None:
         response = await client.post("/v1/feedback", json={"channel": "app"})
         assert response.status_code == 401
         assert response.json()["error"]["code"] == "unauthorized"
+
+
+async def test_logs_are_json_lines_without_customer_text_or_secrets(stack: Stack) -> None:
+    """Runs last in this module: every service has handled every channel's feedback by now."""
+    target = _target(stack)
+    secrets = stack.config.provider_secrets
+    forbidden = [
+        target.admin_key,
+        secrets.twilio_auth_token,
+        secrets.mailgun_signing_key,
+        secrets.postmark_password,
+        secrets.meta_app_secret,
+        *SECRETS.values(),
+        "charged twice",  # email text
+        "宽带",  # hotline transcript text
+        "dana.reyes@example.com",  # customer email
+        "+14155550123",  # customer phone
+        "Your app crashed",  # social comment
+    ]
+    for service in ("gateway", "ingest", "sentiment", "alerts"):
+        log = (stack.log_dir / f"{service}.log").read_text(encoding="utf-8")
+        lines = [line for line in log.splitlines() if line.strip()]
+        assert lines, f"{service} logged nothing"
+        for line in lines:
+            assert orjson.loads(line)["service"], line
+        for needle in forbidden:
+            assert needle not in log, f"{service} log contains {needle[:12]}..."
 
 
 def _metric_total(exposition: str, name: str) -> float:

