@@ -16,6 +16,12 @@ class SentimentLabel(StrEnum):
     POSITIVE = "positive"
 
 
+class Urgency(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
 class Sentiment(ContractModel):
     label: SentimentLabel
     score: Annotated[float, Field(ge=-1.0, le=1.0)]
@@ -24,6 +30,11 @@ class Sentiment(ContractModel):
     model: str
     model_version: str
     scored_at: AwareDatetime
+    # Richer analysis; optional so v1 events written before it still decode.
+    emotions: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    topics: list[str] = Field(default_factory=list)
+    urgency: Urgency | None = None
+    urgency_cues: list[str] = Field(default_factory=list)
 
 
 class ScoredFeedback(ContractModel):
