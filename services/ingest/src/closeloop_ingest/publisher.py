@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from closeloop_ingest.metrics import FEEDBACK_RECEIVED, PUBLISH_DURATION
+from closeloop_ingest.metrics import PUBLISH_DURATION, record_accepted
 from closeloop_shared.contracts.feedback import FeedbackIn, identify
 from closeloop_shared.events import FeedbackReceivedEvent, Topic, encode
 from closeloop_shared.kafka.producer import BrokerUnavailable, OutgoingMessage
@@ -67,5 +67,5 @@ class FeedbackPublisher:
             raise
         PUBLISH_DURATION.labels(adapter, "ok").observe(time.perf_counter() - started)
         for event in events:
-            FEEDBACK_RECEIVED.labels(event.data.channel.value, adapter).inc()
+            record_accepted(event.data, adapter)
         return [event.data.id for event in events]

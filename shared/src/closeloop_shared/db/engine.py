@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.orm import DeclarativeBase
 
 from closeloop_shared.config import DatabaseSettings
+from closeloop_shared.db.metrics import instrument_engine
 
 # Named constraints make migrations reviewable and reversible.
 NAMING_CONVENTION = {
@@ -41,7 +42,8 @@ def make_base(schema: str) -> type[DeclarativeBase]:
 
 
 def create_engine(settings: DatabaseSettings, application_name: str) -> AsyncEngine:
-    return create_async_engine(
+    """The process's engine; its pool usage is exported as ``closeloop_db_pool_*{pool=...}``."""
+    engine = create_async_engine(
         settings.url,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
@@ -52,6 +54,8 @@ def create_engine(settings: DatabaseSettings, application_name: str) -> AsyncEng
             "timeout": 5,
         },
     )
+    instrument_engine(engine, application_name)
+    return engine
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker:  # type: ignore[type-arg]

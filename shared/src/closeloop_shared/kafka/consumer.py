@@ -40,6 +40,7 @@ from closeloop_shared.kafka.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERED,
     MESSAGES_CONSUMED,
+    observe_message_age,
 )
 from closeloop_shared.kafka.producer import BrokerUnavailable, EventProducer, OutgoingMessage
 from closeloop_shared.logging import get_logger
@@ -264,8 +265,10 @@ class BatchConsumer(Generic[T]):
                 return
             self.retrying_since = None
             self._consecutive_dead_letters = 0
+            now = time.time()
             for item in items:
                 MESSAGES_CONSUMED.labels(item.topic, self._group_id, "ok").inc()
+                observe_message_age(item.topic, self._group_id, item.timestamp_ms, now)
             return
 
     async def _sleep_or_stop(self, delay: float) -> None:
