@@ -1,0 +1,1 @@
+"""``closeloop``: the jobs operators used to do by hand, with clear output and progress bars."""
