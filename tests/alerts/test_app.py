@@ -85,6 +85,8 @@ async def api(
         routing_file=routing_file,
         delivery_schedule_s=(0, 0.1, 0.1),
         delivery_jitter=0.0,
+        # The receiver is on loopback, which the SSRF guard blocks unless allowed.
+        outbound_allowlist=("127.0.0.1",),
         delivery_poll_interval_s=0.1,
         outbox_poll_interval_s=0.1,
         gauge_refresh_interval_s=0.2,

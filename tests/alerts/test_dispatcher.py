@@ -67,6 +67,7 @@ async def running(
         concurrency=4,
         poll_interval_s=0.05,
         lease_s=30,
+        allowlist=("127.0.0.1",),
     )
     task = asyncio.create_task(dispatcher.run())
     try:

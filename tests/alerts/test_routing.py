@@ -15,6 +15,7 @@ from closeloop_alerts.routing import (
     Router,
     RoutingConfig,
     RoutingError,
+    WebhookTarget,
     When,
     default_routing,
     load_routing,
@@ -67,6 +68,7 @@ def test_minimal_file_parses() -> None:
     assert parsed.default_priority is AlertPriority.MEDIUM
     [(key, target)] = parsed.owners[0].targets()
     assert key == "webhook-1"
+    assert isinstance(target, WebhookTarget)
     assert str(target.url) == "https://hooks.example.com/closeloop/hotline"
     assert target.secret.get_secret_value() == SECRET
 

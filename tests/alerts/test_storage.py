@@ -101,6 +101,10 @@ async def test_migration_creates_the_schema_with_its_version_table(sessionmaker:
         "delivery",
         "delivery_attempt",
         "outbox",
+        "alert_item",
+        "alert_identity",
+        "owner",
+        "target_health",
     }
     assert public == 0
 

@@ -17,7 +17,6 @@ from closeloop_alerts.config import SVIX_SCHEDULE_S, AlertsSettings
 from closeloop_alerts.delivery import (
     AttemptResult,
     RetryPolicy,
-    host_allowed,
     make_client,
     parse_retry_after,
     render_payload,
@@ -25,6 +24,7 @@ from closeloop_alerts.delivery import (
     signed_headers,
 )
 from closeloop_alerts.models import Alert, Feedback, SentimentScore
+from closeloop_alerts.outbound import Allowlist, BlockedURL, check_url, pinned_request
 from closeloop_alerts.service import feedback_row, score_row, webhook_id
 from closeloop_shared.contracts.feedback import Channel, RatingType
 from closeloop_shared.events import utcnow
@@ -217,13 +217,74 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(None, now) is None
 
 
-def test_host_allowlist() -> None:
-    assert host_allowed("https://anything.test/x", ())
-    allow = ("hooks.example.com", "*.corp.test")
-    assert host_allowed("https://hooks.example.com/a", allow)
-    assert host_allowed("https://a.b.corp.test/", allow)
-    assert not host_allowed("https://corp.test.evil/", allow)
-    assert not host_allowed("https://example.com/", allow)
+# --- SSRF guard ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "http://10.1.2.3/",
+        "http://172.16.0.1/",
+        "http://192.168.1.1/",
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "http://100.64.0.1/",  # carrier-grade NAT
+        "http://0.0.0.0/",
+        "http://[::1]/",
+        "http://[fe80::1]/",
+        "http://[fd00::1]/",
+        "http://[::ffff:127.0.0.1]/",  # IPv4-mapped loopback
+        "http://224.0.0.1/",
+    ],
+)
+async def test_private_loopback_and_link_local_addresses_are_blocked(url: str) -> None:
+    with pytest.raises(BlockedURL, match="non-public"):
+        await check_url(url, Allowlist.parse(()))
+
+
+async def test_public_addresses_pass_and_other_schemes_do_not() -> None:
+    assert str(await check_url("https://8.8.8.8/hook", Allowlist.parse(()))) == "8.8.8.8"
+    with pytest.raises(BlockedURL, match="scheme"):
+        await check_url("ftp://8.8.8.8/", Allowlist.parse(()))
+    with pytest.raises(BlockedURL, match="resolve"):
+        await check_url("https://no-such-host.invalid/", Allowlist.parse(()))
+
+
+async def test_allowlist_takes_hosts_suffixes_addresses_and_cidrs() -> None:
+    allow = Allowlist.parse(["127.0.0.1", "10.20.0.0/16", "localhost", "*.corp.test", " "])
+    assert str(await check_url("http://127.0.0.1:9/x", allow)) == "127.0.0.1"
+    assert str(await check_url("http://10.20.3.4/", allow)) == "10.20.3.4"
+    await check_url("http://localhost/", allow)
+    assert allow.allows_host("a.b.corp.test")
+    assert not allow.allows_host("corp.test.evil")
+    with pytest.raises(BlockedURL):
+        await check_url("http://10.21.0.1/", allow)
+
+
+async def test_requests_go_to_the_checked_address_with_the_host_name_kept(
+    receiver: WebhookReceiver,
+) -> None:
+    async with make_client(timeout_s=2.0) as http:
+        request = await pinned_request(
+            http,
+            "POST",
+            f"http://localhost:{receiver.port}/pinned",
+            Allowlist.parse(["localhost"]),
+            content=b"{}",
+            headers={"content-type": "application/json"},
+        )
+        assert request.url.host in ("127.0.0.1", "::1")
+        assert request.headers["host"] == f"localhost:{receiver.port}"
+        secure = await pinned_request(
+            http,
+            "POST",
+            "https://8.8.8.8/x",
+            Allowlist.parse(()),
+            content=b"",
+            headers={},
+        )
+        assert secure.extensions["sni_hostname"] == "8.8.8.8"
 
 
 # --- Settings -----------------------------------------------------------------------------------

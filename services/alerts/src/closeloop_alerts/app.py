@@ -13,8 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from closeloop_alerts import repository
 from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.delivery import DeliveryDispatcher, RetryPolicy, make_client
-from closeloop_alerts.metrics import ALERTS_OPEN, OUTBOX_PENDING
+from closeloop_alerts.metrics import ALERTS_BREACHED, ALERTS_OPEN, OUTBOX_PENDING, TARGETS_UNHEALTHY
+from closeloop_alerts.notifiers import SmtpSettings
 from closeloop_alerts.outbox import OutboxRelay
+from closeloop_alerts.owners import OwnerStore
 from closeloop_alerts.routes import ApiContext, router
 from closeloop_alerts.routing import (
     Router,
@@ -23,7 +25,8 @@ from closeloop_alerts.routing import (
     default_routing,
     load_routing,
 )
-from closeloop_alerts.service import AlertIntake, decode_event
+from closeloop_alerts.service import AlertIntake, Lifecycle, decode_event
+from closeloop_alerts.sla import SlaMonitor
 from closeloop_shared.config import DatabaseSettings, KafkaSettings
 from closeloop_shared.contracts.alerts import AlertPriority
 from closeloop_shared.db.engine import (
@@ -65,6 +68,7 @@ class Runtime:
     dispatcher: DeliveryDispatcher
     relay: OutboxRelay
     intake: AlertIntake
+    owners: OwnerStore
     consumer: BatchConsumer[FeedbackScoredEvent] | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
@@ -76,10 +80,14 @@ class Runtime:
 async def refresh_gauges(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with sessionmaker() as session:
         open_counts = await repository.count_open_by_priority(session)
+        breached = await repository.count_breached_by_priority(session)
         pending = await repository.count_outbox_pending(session)
+        unhealthy = len(await repository.unhealthy_targets(session))
     for priority in AlertPriority:
         ALERTS_OPEN.labels(priority.value).set(open_counts.get(priority.value, 0))
+        ALERTS_BREACHED.labels(priority.value).set(breached.get(priority.value, 0))
     OUTBOX_PENDING.set(pending)
+    TARGETS_UNHEALTHY.set(unhealthy)
 
 
 async def _every(interval_s: float, action: Callable[[], Awaitable[None]], name: str) -> None:
@@ -133,6 +141,16 @@ def create_app(
         sessionmaker = create_sessionmaker(engine)
         producer = EventProducer(kafka, client_id=SERVICE)
         client = make_client(settings.delivery_timeout_s)
+        password = settings.smtp_password
+        smtp = SmtpSettings(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password else None,
+            sender=settings.smtp_from,
+            starttls=settings.smtp_starttls,
+            use_tls=settings.smtp_use_tls,
+        )
         dispatcher = DeliveryDispatcher(
             sessionmaker,
             routing,
@@ -146,6 +164,9 @@ def create_app(
             poll_interval_s=settings.delivery_poll_interval_s,
             lease_s=settings.delivery_lease_s,
             allowlist=settings.outbound_allowlist,
+            smtp=smtp,
+            unhealthy_after=settings.target_unhealthy_after,
+            timeout_s=settings.delivery_timeout_s,
         )
         relay = OutboxRelay(
             sessionmaker,
@@ -161,9 +182,33 @@ def create_app(
             on_outbox=relay.wake,
             first_delay_s=settings.delivery_schedule_s[0],
         )
-        runtime = Runtime(engine, sessionmaker, routing, producer, dispatcher, relay, intake)
+        owners = OwnerStore(sessionmaker, routing, settings.routing_file)
+        lifecycle = Lifecycle(
+            sessionmaker,
+            routing,
+            on_outbox=relay.wake,
+            on_deliveries=dispatcher.wake,
+            first_delay_s=settings.delivery_schedule_s[0],
+        )
+        sla = SlaMonitor(
+            sessionmaker,
+            routing,
+            poll_interval_s=settings.sla_poll_interval_s,
+            on_deliveries=dispatcher.wake,
+            on_outbox=relay.wake,
+        )
+        runtime = Runtime(
+            engine, sessionmaker, routing, producer, dispatcher, relay, intake, owners
+        )
         try:
+            try:
+                await owners.start(routing.router.config)
+            except Exception as error:
+                # The database may come later; the reload loop seeds and loads then.
+                log.warning("owners_not_loaded", error=type(error).__name__)
             await producer.start()
+            _start(runtime, "owners", owners.run(settings.routing_reload_interval_s))
+            _start(runtime, "sla", sla.run())
             _start(runtime, "dispatcher", dispatcher.run())
             _start(runtime, "relay", relay.run())
             _start(
@@ -188,7 +233,12 @@ def create_app(
             await runtime.consumer.start()
             holder["runtime"] = runtime
             app.state.runtime = runtime
-            app.state.api = ApiContext(sessionmaker=sessionmaker, wake_outbox=relay.wake)
+            app.state.api = ApiContext(
+                sessionmaker=sessionmaker,
+                wake_outbox=relay.wake,
+                lifecycle=lifecycle,
+                owners=owners,
+            )
             log.info("alerts_started", owners=len(routing.router.config.owners))
             yield
         finally:

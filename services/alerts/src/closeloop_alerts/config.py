@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from closeloop_shared.config import ServiceSettings
@@ -55,11 +55,28 @@ class AlertsSettings(ServiceSettings):
     outbox_retention_s: float = Field(default=7 * 86_400.0, gt=0)
     gauge_refresh_interval_s: float = Field(default=15.0, gt=0)
 
-    # Hosts webhooks may be sent to (exact names or ``*.suffix``); empty means any host.
-    # SSRF filtering of private addresses is a later issue.
+    # Internal targets that may be reached despite the SSRF guard: host names, ``*.suffix``,
+    # IP addresses or CIDRs. Everything else must resolve to public addresses only.
     outbound_allowlist: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), validation_alias="CLOSELOOP_OUTBOUND_ALLOWLIST"
     )
+    # Consecutive failed attempts after which a target is unhealthy (its alerts then also
+    # go to the owner's escalation owner) until it succeeds again.
+    target_unhealthy_after: int = Field(default=5, ge=1)
+
+    # Email targets: the SMTP server (STARTTLS on 587 by default).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "closeloop@localhost"
+    smtp_starttls: bool = True
+    smtp_use_tls: bool = False
+
+    # SLA clocks, owner reloads and spike detection.
+    sla_poll_interval_s: float = Field(default=5.0, gt=0)
+    routing_reload_interval_s: float = Field(default=5.0, gt=0)
+    spike_interval_s: float = Field(default=60.0, gt=0)
 
     @field_validator("delivery_schedule_s", mode="before")
     @classmethod

@@ -21,26 +21,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from datetime import datetime, timedelta
+from typing import Literal
 
 import httpx
-import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from standardwebhooks import Webhook
 
 from closeloop_alerts import repository
-from closeloop_alerts.metrics import NOTIFICATION_DURATION, NOTIFICATIONS
-from closeloop_alerts.models import Alert, Feedback, SentimentScore
+from closeloop_alerts.clock import Clock, system_clock
+from closeloop_alerts.delivery_payload import (
+    USER_AGENT,
+    WEBHOOK_EVENT_TYPE,
+    AttemptResult,
+    parse_retry_after,
+    render_payload,
+    signed_headers,
+)
+from closeloop_alerts.metrics import NOTIFICATION_DURATION, NOTIFICATIONS, TARGETS_UNHEALTHY
+from closeloop_alerts.notifiers import Notifier, SmtpSettings
+from closeloop_alerts.outbound import Allowlist
 from closeloop_alerts.repository import DeliveryJob
-from closeloop_alerts.routing import RoutingState, WebhookTarget
+from closeloop_alerts.routing import RoutingState
 from closeloop_shared.events import utcnow
 from closeloop_shared.logging import get_logger
 
@@ -48,114 +53,21 @@ log = get_logger(__name__)
 
 Outcome = Literal["delivered", "retrying", "failed", "disabled"]
 
-USER_AGENT = "Closeloop-Webhooks/1"
-WEBHOOK_EVENT_TYPE = "alert.raised"
-
-
-# --- Payload and signature ----------------------------------------------------------------------
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def render_payload(alert: Alert, feedback: Feedback, score: SentimentScore) -> bytes:
-    """The ``alert.raised`` body: a snapshot of the alert as raised, identical on every retry."""
-    rating = (
-        {"type": feedback.rating_type, "value": feedback.rating_value}
-        if feedback.rating_type is not None
-        else None
-    )
-    body: dict[str, Any] = {
-        "type": WEBHOOK_EVENT_TYPE,
-        "timestamp": _iso(alert.created_at),
-        "data": {
-            "alert": {
-                "id": str(alert.id),
-                "priority": alert.priority,
-                "owner": alert.owner_id,
-                # The event is the raise, so the status is the one it was raised with.
-                "status": "open",
-                "rule_id": alert.rule_id,
-                "created_at": _iso(alert.created_at),
-            },
-            "feedback": {
-                "id": str(feedback.id),
-                "channel": feedback.channel,
-                "external_id": feedback.external_id,
-                "text": feedback.text,
-                "subject": feedback.subject,
-                "customer": feedback.customer,
-                "occurred_at": _iso(feedback.occurred_at),
-                "touchpoint": feedback.touchpoint,
-                "journey_stage": feedback.journey_stage,
-                "rating": rating,
-            },
-            "sentiment": {
-                "label": score.label,
-                "score": score.score,
-                "confidence": score.confidence,
-                "language": score.language,
-                "model": score.model,
-                "model_version": score.model_version,
-            },
-        },
-    }
-    return orjson.dumps(body)
-
-
-def signed_headers(secret: str, msg_id: str, body: bytes, now: datetime) -> dict[str, str]:
-    """Standard Webhooks headers for one attempt; the signature covers exactly ``body``."""
-    timestamp = datetime.fromtimestamp(math.floor(now.timestamp()), tz=UTC)
-    return {
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(math.floor(timestamp.timestamp())),
-        "webhook-signature": Webhook(secret).sign(msg_id, timestamp, body.decode()),
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-    }
+__all__ = [
+    "USER_AGENT",
+    "WEBHOOK_EVENT_TYPE",
+    "AttemptResult",
+    "DeliveryDispatcher",
+    "RetryPolicy",
+    "make_client",
+    "parse_retry_after",
+    "render_payload",
+    "send_webhook",
+    "signed_headers",
+]
 
 
 # --- Sending and the retry policy ---------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class AttemptResult:
-    attempted_at: datetime
-    duration_s: float
-    status_code: int | None
-    error: str | None
-    retry_after_s: float | None = None
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def host_allowed(url: str, allowlist: Sequence[str]) -> bool:
-    """Exact host names or ``*.example.com`` suffixes; an empty allowlist allows every host."""
-    if not allowlist:
-        return True
-    host = (urlsplit(url).hostname or "").lower()
-    for allowed in allowlist:
-        if allowed.startswith("*."):
-            if host.endswith(allowed[1:]):
-                return True
-        elif host == allowed:
-            return True
-    return False
 
 
 async def send_webhook(
@@ -243,6 +155,10 @@ class DeliveryDispatcher:
         poll_interval_s: float = 1.0,
         lease_s: float = 60.0,
         allowlist: Sequence[str] = (),
+        smtp: SmtpSettings | None = None,
+        unhealthy_after: int = 5,
+        timeout_s: float = 15.0,
+        clock: Clock = system_clock,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._routing = routing
@@ -251,7 +167,15 @@ class DeliveryDispatcher:
         self._concurrency = concurrency
         self._poll_interval_s = poll_interval_s
         self._lease = timedelta(seconds=lease_s)
-        self._allowlist = tuple(allowlist)
+        self._clock = clock
+        self._notifier = Notifier(
+            client,
+            allowlist=Allowlist.parse(allowlist),
+            smtp=smtp,
+            timeout_s=timeout_s,
+            clock=clock,
+        )
+        self._unhealthy_after = unhealthy_after
         self._wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
 
@@ -301,7 +225,7 @@ class DeliveryDispatcher:
     async def _claim_and_start(self, limit: int) -> int:
         async with self._sessionmaker() as session, session.begin():
             jobs = await repository.claim_due_deliveries(
-                session, limit=limit, now=utcnow(), lease=self._lease
+                session, limit=limit, now=self._clock(), lease=self._lease
             )
         for job in jobs:
             task = asyncio.create_task(self._deliver(job), name=f"delivery:{job.id}")
@@ -322,21 +246,17 @@ class DeliveryDispatcher:
             )
 
     async def _deliver_once(self, job: DeliveryJob) -> None:
+        # The current owners (file or admin API) are the source of truth: a corrected URL
+        # or secret applies to retries too.
         target = self._routing.router.target(job.owner_id, job.target_key)
-        if not isinstance(target, WebhookTarget):
+        if target is None or target.type != job.target_type:
             await self._finish(job, _skipped(job.url, "target no longer configured"), "failed")
             return
-        # The routing file is the source of truth: a corrected URL applies to retries too.
-        url = str(target.url)
-        if not host_allowed(url, self._allowlist):
-            await self._finish(job, _skipped(url, "host not in outbound allowlist"), "failed")
-            return
-        body = render_payload(job.alert, job.feedback, job.score)
-        result = await send_webhook(
-            self._client, url, target.secret.get_secret_value(), job.webhook_id, body
-        )
+        url, result = await self._notifier.send(job, target)
         NOTIFICATION_DURATION.labels(job.target_type).observe(result.duration_s)
         outcome, delay = self._policy.decide(result, job.attempts + 1)
+        if result.error is not None and result.error.startswith("blocked:"):
+            outcome, delay = "failed", None  # a blocked address does not unblock by waiting
         next_at = result.attempted_at + timedelta(seconds=delay) if delay is not None else None
         await self._finish(job, _Attempt(url, result), outcome, next_at)
 
@@ -348,7 +268,7 @@ class DeliveryDispatcher:
         next_attempt_at: datetime | None = None,
     ) -> None:
         status = "pending" if outcome == "retrying" else outcome
-        now = utcnow()
+        now = self._clock()
         result = attempt.result
         async with self._sessionmaker() as session, session.begin():
             kept = await repository.record_attempt(
@@ -367,6 +287,21 @@ class DeliveryDispatcher:
                 next_attempt_at=next_attempt_at,
                 now=now,
             )
+            became_unhealthy = False
+            if kept:
+                became_unhealthy = await repository.record_target_health(
+                    session,
+                    owner_id=job.owner_id,
+                    target_key=job.target_key,
+                    ok=outcome == "delivered",
+                    unhealthy_after=self._unhealthy_after,
+                    now=now,
+                )
+                if became_unhealthy or (
+                    outcome in ("failed", "disabled") and job.event != "alert.fallback"
+                ):
+                    # The owner cannot be reached this way: its escalation owner hears of it.
+                    await self._fall_back(session, job, now)
             disabled_too = 0
             if outcome == "disabled" and kept:
                 # The endpoint is gone: queued deliveries to it would only hear 410 again.
@@ -400,6 +335,21 @@ class DeliveryDispatcher:
             )
         if not kept:
             log.warning("delivery_lease_lost", delivery_id=str(job.id))
+        if became_unhealthy:
+            TARGETS_UNHEALTHY.inc()
+            log.warning("notify_target_unhealthy", owner=job.owner_id, target=job.target_key)
+            self.wake()
+
+    async def _fall_back(self, session: AsyncSession, job: DeliveryJob, now: datetime) -> None:
+        # Imported here: service imports the payload helpers this module re-exports.
+        from closeloop_alerts.service import delivery_rows
+
+        backup = self._routing.router.escalation_owner(job.owner_id)
+        if backup is None:
+            return
+        await repository.insert_deliveries(
+            session, delivery_rows(job.alert_id, backup, "alert.fallback", now, timedelta())
+        )
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,32 @@ OUTBOX_PENDING = Gauge(
     "closeloop_alerts_outbox_pending",
     "Lifecycle events written to the outbox and not yet acknowledged by the broker.",
 )
+SLA_BREACHES = Counter(
+    "closeloop_alerts_sla_breaches_total",
+    "SLA clocks that ran out (kind: acknowledge or resolve), by alert priority.",
+    ["kind", "priority"],
+)
+ALERTS_BREACHED = Gauge(
+    "closeloop_alerts_sla_breached",
+    "Unresolved alerts whose acknowledge or resolve SLA is breached, by priority.",
+    ["priority"],
+)
+ESCALATIONS = Counter(
+    "closeloop_alerts_escalations_total",
+    "Escalations by reason (sla, manual, target_unhealthy).",
+    ["reason"],
+)
+ALERTS_MERGED = Counter(
+    "closeloop_alerts_items_merged_total",
+    "Negative items that joined an open alert instead of raising one (reason: merge, spike).",
+    ["reason"],
+)
+SPIKES = Counter(
+    "closeloop_alerts_spikes_total",
+    "Incident alerts raised for a spike of negative feedback, by dimension.",
+    ["dimension"],
+)
+TARGETS_UNHEALTHY = Gauge(
+    "closeloop_alerts_targets_unhealthy",
+    "Notify targets marked unhealthy after repeated failures.",
+)

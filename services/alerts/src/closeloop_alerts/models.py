@@ -55,6 +55,8 @@ ALERT_STATUSES = ("open", "acknowledged", "resolved")
 ALERT_PRIORITIES = ("low", "medium", "high", "critical")
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "disabled")
 ATTEMPT_OUTCOMES = ("delivered", "retrying", "failed", "disabled")
+ALERT_KINDS = ("item", "spike")
+OWNER_MANAGERS = ("file", "api")
 
 
 def _one_of(column: str, values: tuple[str, ...]) -> str:
@@ -94,6 +96,8 @@ class SentimentScore(Base):
     label: Mapped[str] = mapped_column(String(16))
     score: Mapped[float] = mapped_column(Float)
     confidence: Mapped[float] = mapped_column(Float)
+    topics: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
+    urgency: Mapped[str | None] = mapped_column(String(16))
     # Unbounded: the contract does not limit these, and a length error would dead-letter.
     language: Mapped[str] = mapped_column(Text)
     model: Mapped[str] = mapped_column(Text)
@@ -109,6 +113,21 @@ class Alert(Base):
         UniqueConstraint("feedback_id"),
         CheckConstraint(_one_of("status", ALERT_STATUSES), name="status"),
         CheckConstraint(_one_of("priority", ALERT_PRIORITIES), name="priority"),
+        CheckConstraint(_one_of("kind", ALERT_KINDS), name="kind"),
+        # The SLA scanner looks only at alerts whose clock still runs.
+        Index(
+            "ix_alert_ack_due_at",
+            "ack_due_at",
+            postgresql_where=text("status = 'open' AND ack_breached_at IS NULL"),
+        ),
+        Index(
+            "ix_alert_resolve_due_at",
+            "resolve_due_at",
+            postgresql_where=text("status <> 'resolved' AND resolve_breached_at IS NULL"),
+        ),
+        Index(
+            "ix_alert_incident_key", "incident_key", postgresql_where=text("status <> 'resolved'")
+        ),
         # Newest-first keyset pagination, with and without a status filter.
         Index("ix_alert_created_at_id", "created_at", "id"),
         Index("ix_alert_status_created_at_id", "status", "created_at", "id"),
@@ -135,6 +154,80 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(tstz())
     resolved_by: Mapped[str | None] = mapped_column(String(256))
     resolution_note: Mapped[str | None] = mapped_column(Text)
+    # "item": raised by one feedback item (more may join it); "spike": an incident.
+    kind: Mapped[str] = mapped_column(String(16), server_default=text("'item'"))
+    assignee: Mapped[str | None] = mapped_column(String(256))
+    root_cause: Mapped[str | None] = mapped_column(String(64))
+    escalation_level: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    escalated_at: Mapped[datetime | None] = mapped_column(tstz())
+    escalated_to: Mapped[str | None] = mapped_column(String(128))
+    reopened_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    # SLA clocks: absolute deadlines, so a restart or another replica reads the same clock.
+    ack_due_at: Mapped[datetime | None] = mapped_column(tstz())
+    resolve_due_at: Mapped[datetime | None] = mapped_column(tstz())
+    ack_breached_at: Mapped[datetime | None] = mapped_column(tstz())
+    resolve_breached_at: Mapped[datetime | None] = mapped_column(tstz())
+    # Items joined to this alert (the raising one included) and when the last one came.
+    item_count: Mapped[int] = mapped_column(Integer, server_default=text("1"))
+    last_item_at: Mapped[datetime | None] = mapped_column(tstz())
+    incident_key: Mapped[str | None] = mapped_column(String(200))
+    customer_reply: Mapped[str | None] = mapped_column(Text)
+    customer_reply_status: Mapped[str | None] = mapped_column(String(16))
+    customer_reply_at: Mapped[datetime | None] = mapped_column(tstz())
+    customer_reply_detail: Mapped[str | None] = mapped_column(Text)
+
+
+class AlertItem(Base):
+    """A feedback item that joined an existing alert instead of raising its own."""
+
+    __tablename__ = "alert_item"
+    __table_args__ = (Index("ix_alert_item_alert_id", "alert_id"),)
+
+    feedback_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("feedback.id", ondelete="CASCADE"), primary_key=True
+    )
+    alert_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("alert.id", ondelete="CASCADE"))
+    reason: Mapped[str] = mapped_column(String(16))
+    joined_at: Mapped[datetime] = mapped_column(tstz())
+
+
+class AlertIdentity(Base):
+    """The customer identities (``id:``, ``email:``, ``phone:``, ``handle:``) of an alert."""
+
+    __tablename__ = "alert_identity"
+    __table_args__ = (Index("ix_alert_identity_identity", "identity"),)
+
+    alert_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("alert.id", ondelete="CASCADE"), primary_key=True
+    )
+    identity: Mapped[str] = mapped_column(String(320), primary_key=True)
+
+
+class OwnerRecord(Base):
+    """An owner as the admin API and the routing file define it (``definition`` is the
+    owner's routing-file mapping, secrets included)."""
+
+    __tablename__ = "owner"
+    __table_args__ = (CheckConstraint(_one_of("managed_by", OWNER_MANAGERS), name="managed_by"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    definition: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    managed_by: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+    updated_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+
+
+class TargetHealth(Base):
+    """Consecutive failures of one notify target; unhealthy targets fall back."""
+
+    __tablename__ = "target_health"
+
+    owner_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    target_key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    unhealthy_since: Mapped[datetime | None] = mapped_column(tstz())
+    last_failure_at: Mapped[datetime | None] = mapped_column(tstz())
+    last_success_at: Mapped[datetime | None] = mapped_column(tstz())
 
 
 class AlertEvent(Base):
@@ -151,6 +244,7 @@ class AlertEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(256))
     note: Mapped[str | None] = mapped_column(Text)
     occurred_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
 
 class Delivery(Base):
@@ -158,7 +252,7 @@ class Delivery(Base):
 
     __tablename__ = "delivery"
     __table_args__ = (
-        UniqueConstraint("alert_id", "owner_id", "target_key"),
+        UniqueConstraint("alert_id", "owner_id", "target_key", "event"),
         UniqueConstraint("webhook_id"),
         CheckConstraint(_one_of("status", DELIVERY_STATUSES), name="status"),
         # The dispatcher's "what is due" scan touches only pending rows.
@@ -180,6 +274,8 @@ class Delivery(Base):
     owner_id: Mapped[str] = mapped_column(String(128))
     target_key: Mapped[str] = mapped_column(String(128))
     target_type: Mapped[str] = mapped_column(String(16))
+    # What the notification announces: alert.raised, alert.escalated, alert.assigned, ...
+    event: Mapped[str] = mapped_column(String(32), server_default=text("'alert.raised'"))
     url: Mapped[str] = mapped_column(Text)
     webhook_id: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))

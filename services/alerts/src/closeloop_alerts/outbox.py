@@ -16,14 +16,16 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import repository
-from closeloop_alerts.models import Outbox
+from closeloop_alerts.models import Alert, Outbox
 from closeloop_shared.contracts.alerts import AlertLifecycle, AlertPriority, AlertStatus
 from closeloop_shared.events import (
-    AlertLifecycleEvent,
+    CloudEvent,
     EventType,
     Topic,
     encode,
@@ -46,9 +48,61 @@ EVENT_TYPES = {
     AlertStatus.RESOLVED: EventType.ALERT_RESOLVED,
 }
 
+# TODO(shared): move these to closeloop_shared.events.EventType and add them to
+# AlertLifecycleEvent's type Literal; until then they are published as CloudEvents with
+# the shared AlertLifecycle payload (status after the change + note).
+ALERT_REOPENED = "com.closeloop.alert.reopened.v1"
+ALERT_ESCALATED = "com.closeloop.alert.escalated.v1"
+ALERT_ASSIGNED = "com.closeloop.alert.assigned.v1"
+ALERT_COMMENTED = "com.closeloop.alert.commented.v1"
+
+# TODO(shared): move to closeloop_shared.events.Topic.CUSTOMER_REPLY_REQUESTED and
+# EventType.CUSTOMER_REPLY_REQUESTED, with CustomerReplyRequest in
+# closeloop_shared.contracts.alerts, and add the topic to kafka.admin.CONSUMER_GROUPS.
+CUSTOMER_REPLY_TOPIC = "closeloop.customer.reply.requested.v1"
+CUSTOMER_REPLY_REQUESTED = "com.closeloop.customer.reply.requested.v1"
+
+
+class CustomerReplyRequest(BaseModel):
+    """Asks the channel system that received the item to send ``text`` to the customer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reply_id: uuid.UUID
+    alert_id: uuid.UUID
+    feedback_id: uuid.UUID
+    channel: str
+    external_id: str
+    # The contact as the channel knows it: id, name, email, phone, handle (what it carried).
+    contact: dict[str, str]
+    subject: str | None = None
+    text: str
+    language: str | None = None
+    actor: str | None = None
+    requested_at: AwareDatetime
+
+
+def customer_reply_row(reply: CustomerReplyRequest) -> dict[str, Any]:
+    event = CloudEvent[CustomerReplyRequest](
+        id=str(reply.reply_id),
+        source=EVENT_SOURCE,
+        type=CUSTOMER_REPLY_REQUESTED,
+        subject=str(reply.alert_id),
+        time=reply.requested_at,
+        data=reply,
+    )
+    return {
+        "topic": CUSTOMER_REPLY_TOPIC,
+        "event_type": CUSTOMER_REPLY_REQUESTED,
+        "key": str(reply.feedback_id).encode(),
+        "payload": encode(event),
+        "created_at": reply.requested_at,
+    }
+
 
 def lifecycle_row(
     *,
+    event_type: str | None = None,
     alert_id: uuid.UUID,
     feedback_id: uuid.UUID,
     status: AlertStatus,
@@ -60,10 +114,10 @@ def lifecycle_row(
     occurred_at: datetime,
 ) -> dict[str, Any]:
     """The outbox row of one lifecycle event, keyed by feedback id like every other event."""
-    event = AlertLifecycleEvent(
+    event = CloudEvent[AlertLifecycle](
         id=new_event_id(),
         source=EVENT_SOURCE,
-        type=EVENT_TYPES[status],
+        type=event_type or EVENT_TYPES[status],
         subject=str(alert_id),
         time=occurred_at,
         data=AlertLifecycle(
@@ -141,7 +195,7 @@ class OutboxRelay:
                 return 0  # another replica is relaying
             rows = (
                 await session.execute(
-                    select(Outbox.id, Outbox.topic, Outbox.key, Outbox.payload)
+                    select(Outbox.id, Outbox.topic, Outbox.key, Outbox.payload, Outbox.event_type)
                     .where(Outbox.published_at.is_(None))
                     .order_by(Outbox.id)
                     .limit(self._batch_size)
@@ -152,11 +206,24 @@ class OutboxRelay:
             await self._producer.send_many(
                 [OutgoingMessage(row.topic, row.payload, key=row.key) for row in rows]
             )
+            now = utcnow()
             await session.execute(
                 update(Outbox)
                 .where(Outbox.id.in_([row.id for row in rows]))
-                .values(published_at=utcnow())
+                .values(published_at=now)
             )
+            replies = [
+                uuid.UUID(orjson.loads(row.payload)["subject"])
+                for row in rows
+                if row.event_type == CUSTOMER_REPLY_REQUESTED
+            ]
+            if replies:
+                # The reply left for the channel systems; "sent" is theirs to report.
+                await session.execute(
+                    update(Alert)
+                    .where(Alert.id.in_(replies), Alert.customer_reply_status == "pending")
+                    .values(customer_reply_status="published")
+                )
         log.info("outbox_published", count=len(rows))
         return len(rows)
 

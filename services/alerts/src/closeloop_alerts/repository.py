@@ -22,11 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closeloop_alerts.models import (
     Alert,
     AlertEvent,
+    AlertIdentity,
+    AlertItem,
     Delivery,
     DeliveryAttempt,
     Feedback,
     Outbox,
     SentimentScore,
+    TargetHealth,
 )
 from closeloop_shared.db.engine import DATABASE_UNAVAILABLE_ERRORS, is_connection_error
 
@@ -148,9 +151,97 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[Row]) -> None:
             insert(Delivery)
             .values(list(chunk))
             .on_conflict_do_nothing(
-                index_elements=[Delivery.alert_id, Delivery.owner_id, Delivery.target_key]
+                index_elements=[
+                    Delivery.alert_id,
+                    Delivery.owner_id,
+                    Delivery.target_key,
+                    Delivery.event,
+                ]
             )
         )
+
+
+async def insert_identities(session: AsyncSession, rows: Sequence[Row]) -> None:
+    for chunk in _chunks(rows):
+        await session.execute(insert(AlertIdentity).values(list(chunk)).on_conflict_do_nothing())
+
+
+async def unhealthy_targets(session: AsyncSession) -> set[tuple[str, str]]:
+    rows = await session.execute(
+        select(TargetHealth.owner_id, TargetHealth.target_key).where(
+            TargetHealth.unhealthy_since.is_not(None)
+        )
+    )
+    return {(owner, key) for owner, key in rows}
+
+
+async def feedback_with_alert(
+    session: AsyncSession, feedback_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Items that raised an alert or joined one already (redeliveries)."""
+    if not feedback_ids:
+        return set()
+    raised = await session.scalars(
+        select(Alert.feedback_id).where(Alert.feedback_id.in_(feedback_ids))
+    )
+    joined = await session.scalars(
+        select(AlertItem.feedback_id).where(AlertItem.feedback_id.in_(feedback_ids))
+    )
+    return set(raised.all()) | set(joined.all())
+
+
+async def open_alerts_by_identity(
+    session: AsyncSession, identities: Sequence[str], since: datetime
+) -> dict[str, uuid.UUID]:
+    """For each identity, the newest unresolved item alert that heard from it since ``since``."""
+    rows = await session.execute(
+        select(AlertIdentity.identity, Alert.id)
+        .join(Alert, Alert.id == AlertIdentity.alert_id)
+        .where(
+            AlertIdentity.identity.in_(list(identities)),
+            Alert.status != "resolved",
+            Alert.kind == "item",
+            Alert.last_item_at >= since,
+        )
+        .order_by(Alert.last_item_at)
+    )
+    found: dict[str, uuid.UUID] = {}
+    for identity, alert_id in rows:
+        found[identity] = alert_id  # ordered ascending: the newest wins
+    return found
+
+
+async def join_alert(
+    session: AsyncSession,
+    *,
+    alert_id: uuid.UUID,
+    feedback_id: uuid.UUID,
+    reason: str,
+    priority: str | None,
+    identities: Sequence[str],
+    now: datetime,
+) -> str | None:
+    """Attach an item to an open alert; returns the alert's status, None if already joined."""
+    added = await session.scalar(
+        insert(AlertItem)
+        .values(feedback_id=feedback_id, alert_id=alert_id, reason=reason, joined_at=now)
+        .on_conflict_do_nothing()
+        .returning(AlertItem.feedback_id)
+    )
+    if added is None:
+        return None
+    alert = await session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
+    assert alert is not None
+    alert.item_count += 1
+    alert.last_item_at = now
+    alert.updated_at = now
+    if priority is not None:
+        order = ("low", "medium", "high", "critical")
+        if order.index(priority) > order.index(alert.priority):
+            alert.priority = priority  # a worse item raises the alert's priority
+    await session.flush()
+    await insert_identities(session, [{"alert_id": alert_id, "identity": i} for i in identities])
+    return alert.status
 
 
 # --- API reads ----------------------------------------------------------------------------------
@@ -226,6 +317,7 @@ class AlertDetail:
     deliveries: list[Delivery]
     attempts: dict[uuid.UUID, list[DeliveryAttempt]]
     history: list[AlertEvent]
+    items: list[tuple[AlertItem, Feedback]]
 
 
 async def get_alert_detail(session: AsyncSession, alert_id: uuid.UUID) -> AlertDetail | None:
@@ -264,7 +356,18 @@ async def get_alert_detail(session: AsyncSession, alert_id: uuid.UUID) -> AlertD
             )
         ).all()
     )
-    return AlertDetail(alert, feedback, score, deliveries, attempts, history)
+    items = [
+        (item, joined)
+        for item, joined in (
+            await session.execute(
+                select(AlertItem, Feedback)
+                .join(Feedback, Feedback.id == AlertItem.feedback_id)
+                .where(AlertItem.alert_id == alert_id)
+                .order_by(AlertItem.joined_at, AlertItem.feedback_id)
+            )
+        ).all()
+    ]
+    return AlertDetail(alert, feedback, score, deliveries, attempts, history, items)
 
 
 @dataclass
@@ -311,6 +414,7 @@ class DeliveryJob:
     webhook_id: str
     attempts: int
     lease_token: uuid.UUID
+    event: str
     alert: Alert
     feedback: Feedback
     score: SentimentScore
@@ -346,6 +450,7 @@ async def claim_due_deliveries(
                 Delivery.url,
                 Delivery.webhook_id,
                 Delivery.attempts,
+                Delivery.event,
             )
         )
     ).all()
@@ -373,6 +478,7 @@ async def claim_due_deliveries(
             webhook_id=row.webhook_id,
             attempts=row.attempts,
             lease_token=token,
+            event=row.event,
             alert=contexts[row.alert_id][0],
             feedback=contexts[row.alert_id][1],
             score=contexts[row.alert_id][2],
@@ -441,6 +547,18 @@ async def count_open_by_priority(session: AsyncSession) -> dict[str, int]:
     return {priority: int(count) for priority, count in rows}
 
 
+async def count_breached_by_priority(session: AsyncSession) -> dict[str, int]:
+    rows = await session.execute(
+        select(Alert.priority, func.count())
+        .where(
+            Alert.status != "resolved",
+            (Alert.ack_breached_at.is_not(None)) | (Alert.resolve_breached_at.is_not(None)),
+        )
+        .group_by(Alert.priority)
+    )
+    return {priority: int(count) for priority, count in rows}
+
+
 async def count_outbox_pending(session: AsyncSession) -> int:
     count = await session.scalar(
         select(func.count()).select_from(Outbox).where(Outbox.published_at.is_(None))
@@ -455,3 +573,62 @@ async def delete_published_outbox(session: AsyncSession, before: datetime) -> in
         .returning(Outbox.id)
     )
     return len(result.all())
+
+
+# --- Notify target health -----------------------------------------------------------------------
+
+
+async def record_target_health(
+    session: AsyncSession,
+    *,
+    owner_id: str,
+    target_key: str,
+    ok: bool,
+    unhealthy_after: int,
+    now: datetime,
+) -> bool:
+    """Count a success (which resets) or a failure; True when this failure made the target
+    unhealthy: once per unhealthy spell, whichever replica records it (the upsert holds the
+    row lock until the transaction ends, and the mark is a conditional UPDATE)."""
+    keys = [TargetHealth.owner_id, TargetHealth.target_key]
+    statement = insert(TargetHealth).values(
+        owner_id=owner_id,
+        target_key=target_key,
+        consecutive_failures=0 if ok else 1,
+        last_failure_at=None if ok else now,
+        last_success_at=now if ok else None,
+    )
+    if ok:
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=keys,
+                set_={"consecutive_failures": 0, "unhealthy_since": None, "last_success_at": now},
+            )
+        )
+        return False
+    failures = await session.scalar(
+        statement.on_conflict_do_update(
+            index_elements=keys,
+            set_={
+                "consecutive_failures": TargetHealth.consecutive_failures + 1,
+                "last_failure_at": now,
+            },
+        ).returning(TargetHealth.consecutive_failures)
+    )
+    if failures is None or failures < unhealthy_after:
+        return False
+    marked = await session.execute(
+        update(TargetHealth)
+        .where(
+            TargetHealth.owner_id == owner_id,
+            TargetHealth.target_key == target_key,
+            TargetHealth.unhealthy_since.is_(None),
+        )
+        .values(unhealthy_since=now)
+        .returning(TargetHealth.owner_id)
+    )
+    return marked.first() is not None
+
+
+async def target_health(session: AsyncSession) -> list[TargetHealth]:
+    return list((await session.scalars(select(TargetHealth))).all())

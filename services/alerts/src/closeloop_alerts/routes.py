@@ -16,14 +16,21 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import repository, service
+from closeloop_alerts.owners import OwnerStore
 from closeloop_alerts.schemas import (
     AlertDetailOut,
     AlertEventOut,
     AlertOut,
     AlertPage,
+    AssignIn,
+    CommentIn,
+    CustomerReplyStatusIn,
     DeliveryOut,
+    EscalateIn,
     FeedbackDetailOut,
     FeedbackOut,
+    JoinedItemOut,
+    ReopenIn,
     ResolveIn,
     SentimentOut,
 )
@@ -39,6 +46,8 @@ class ApiContext:
 
     sessionmaker: async_sessionmaker[AsyncSession]
     wake_outbox: Callable[[], None]
+    lifecycle: service.Lifecycle
+    owners: OwnerStore
 
 
 def _context(request: Request) -> ApiContext:
@@ -111,60 +120,105 @@ async def get_alert(alert_id: uuid.UUID, context: Context) -> AlertDetailOut | J
         sentiment=SentimentOut.of(detail.score),
         deliveries=[DeliveryOut.of(d, detail.attempts[d.id]) for d in detail.deliveries],
         history=[AlertEventOut.of(event) for event in detail.history],
+        items=[JoinedItemOut.of(item, feedback) for item, feedback in detail.items],
     )
 
 
-async def _transition(
-    context: ApiContext,
-    alert_id: uuid.UUID,
-    transition: service.Transition,
-    actor: str | None,
-    note: str | None = None,
-) -> AlertOut | JSONResponse:
-    result = await service.change_status(
-        context.sessionmaker,
-        alert_id,
-        transition,
-        actor=actor,
-        note=note,
-        on_outbox=context.wake_outbox,
-    )
+def answer(result: service.Result, alert_id: uuid.UUID) -> AlertOut | JSONResponse:
     if isinstance(result, service.NotFound):
         return _not_found("alert", alert_id)
     if isinstance(result, service.Conflict):
-        allowed = " or ".join(sorted(status.value for status in transition.allowed_from))
+        allowed = " or ".join(sorted(status.value for status in result.allowed))
         return problem(
             409,
             "invalid_transition",
-            f"Cannot {transition.verb} an alert that is {result.status.value}; "
+            f"Cannot {result.verb} an alert that is {result.status.value}; "
             f"only {allowed} alerts can be.",
             current_status=result.status.value,
         )
+    if isinstance(result, service.Invalid):
+        return problem(422, result.code, result.detail)
     return AlertOut.of(result.alert, result.channel)
 
 
-@router.post(
-    "/alerts/{alert_id}/acknowledge",
-    response_model=AlertOut,
-    responses={**_ERRORS, 409: {"description": "The alert is not open"}},
-)
+_CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"description": "The alert's state does not allow this (JSON error)"},
+}
+
+
+@router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut, responses=_CHANGE_ERRORS)
 async def acknowledge_alert(
     alert_id: uuid.UUID, context: Context, actor: Actor = None
 ) -> AlertOut | JSONResponse:
     """open → acknowledged."""
-    return await _transition(context, alert_id, service.ACKNOWLEDGE, actor)
+    result = await context.lifecycle.transition(alert_id, service.ACKNOWLEDGE, actor=actor)
+    return answer(result, alert_id)
 
 
-@router.post(
-    "/alerts/{alert_id}/resolve",
-    response_model=AlertOut,
-    responses={**_ERRORS, 409: {"description": "The alert is already resolved"}},
-)
+@router.post("/alerts/{alert_id}/resolve", response_model=AlertOut, responses=_CHANGE_ERRORS)
 async def resolve_alert(
     alert_id: uuid.UUID, body: ResolveIn, context: Context, actor: Actor = None
 ) -> AlertOut | JSONResponse:
-    """open or acknowledged → resolved, with a required note."""
-    return await _transition(context, alert_id, service.RESOLVE, actor, body.note)
+    """open or acknowledged → resolved, with a required note, an optional root cause and an
+    optional reply to the customer (published for the channel system to deliver)."""
+    result = await context.lifecycle.resolve(
+        alert_id,
+        actor=actor,
+        note=body.note,
+        root_cause=body.root_cause,
+        customer_reply=body.customer_reply,
+    )
+    return answer(result, alert_id)
+
+
+@router.post("/alerts/{alert_id}/reopen", response_model=AlertOut, responses=_CHANGE_ERRORS)
+async def reopen_alert(
+    alert_id: uuid.UUID, body: ReopenIn, context: Context, actor: Actor = None
+) -> AlertOut | JSONResponse:
+    """resolved → open again (fresh SLA clocks), with a required note."""
+    return answer(await context.lifecycle.reopen(alert_id, actor=actor, note=body.note), alert_id)
+
+
+@router.post("/alerts/{alert_id}/assign", response_model=AlertOut, responses=_CHANGE_ERRORS)
+async def assign_alert(
+    alert_id: uuid.UUID, body: AssignIn, context: Context, actor: Actor = None
+) -> AlertOut | JSONResponse:
+    """Assign to a person and/or hand over to another owner (who is notified)."""
+    result = await context.lifecycle.assign(
+        alert_id, actor=actor, assignee=body.assignee, owner_id=body.owner, note=body.note
+    )
+    return answer(result, alert_id)
+
+
+@router.post("/alerts/{alert_id}/comments", response_model=AlertOut, responses=_ERRORS)
+async def comment_alert(
+    alert_id: uuid.UUID, body: CommentIn, context: Context, actor: Actor = None
+) -> AlertOut | JSONResponse:
+    """Add a comment to the alert's history (any state)."""
+    return answer(await context.lifecycle.comment(alert_id, actor=actor, text=body.text), alert_id)
+
+
+@router.post("/alerts/{alert_id}/escalate", response_model=AlertOut, responses=_CHANGE_ERRORS)
+async def escalate_alert(
+    alert_id: uuid.UUID, body: EscalateIn, context: Context, actor: Actor = None
+) -> AlertOut | JSONResponse:
+    """Escalate now: to ``to_owner`` or up the escalation chain (who is notified)."""
+    result = await context.lifecycle.escalate(
+        alert_id, actor=actor, note=body.note, to_owner=body.to_owner
+    )
+    return answer(result, alert_id)
+
+
+@router.post("/alerts/{alert_id}/customer-reply", response_model=AlertOut, responses=_ERRORS)
+async def report_customer_reply(
+    alert_id: uuid.UUID, body: CustomerReplyStatusIn, context: Context, actor: Actor = None
+) -> AlertOut | JSONResponse:
+    """For channel systems: report whether the reply reached the customer (sent / failed)."""
+    result = await context.lifecycle.record_customer_reply(
+        alert_id, actor=actor, status=body.status, detail=body.detail
+    )
+    return answer(result, alert_id)
 
 
 @router.get(

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -40,7 +43,7 @@ from pydantic import (
 
 from closeloop_shared.contracts.alerts import AlertPriority
 from closeloop_shared.contracts.feedback import Channel, JourneyStage, RatingType
-from closeloop_shared.contracts.sentiment import ScoredFeedback, SentimentLabel
+from closeloop_shared.contracts.sentiment import ScoredFeedback, SentimentLabel, Urgency
 
 T = TypeVar("T")
 
@@ -67,6 +70,22 @@ def _as_list(value: Any) -> Any:
 OneOrMany = Annotated[list[T], BeforeValidator(_as_list), Field(min_length=1)]
 Identifier = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
 Score = Annotated[float, Field(ge=-1.0, le=1.0)]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration_s(value: Any) -> Any:
+    """``90``, ``"90s"``, ``"15m"``, ``"4h"``, ``"2d"`` -> seconds."""
+    if isinstance(value, str):
+        found = _DURATION.match(value)
+        if found is None:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 90, 90s, 15m, 4h, 2d)")
+        return float(found.group(1)) * _UNIT_S[found.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration_s), Field(gt=0)]
 
 
 def _casefold_all(values: list[str] | None) -> list[str] | None:
@@ -103,8 +122,13 @@ class When(_Model):
     min_score: Score | None = None
     max_score: Score | None = None
     rating: RatingCondition | None = None
+    # From the sentiment service's richer analysis (absent on older events: no match).
+    topics: OneOrMany[str] | None = None
+    urgency: OneOrMany[Urgency] | None = None
+    # Case-insensitive substrings of the text or subject; any of them matches.
+    keywords: OneOrMany[Annotated[str, Field(min_length=1, max_length=200)]] | None = None
 
-    @field_validator("touchpoint", "customer_tier", "language")
+    @field_validator("touchpoint", "customer_tier", "language", "topics", "keywords")
     @classmethod
     def _casefold(cls, value: list[str] | None) -> list[str] | None:
         # Compared case-insensitively: "Gold" in a file matches tier "gold" on an item.
@@ -119,6 +143,13 @@ class When(_Model):
         ):
             raise ValueError("min_score must not exceed max_score")
         return self
+
+    def specificity(self) -> int:
+        """How many conditions the rule sets (score bounds count once)."""
+        values = self.model_dump(exclude_none=True)
+        if "min_score" in values and "max_score" in values:
+            return len(values) - 1
+        return len(values)
 
 
 class WebhookTarget(_Model):
@@ -145,24 +176,120 @@ class WebhookTarget(_Model):
         return value
 
 
-# One member today; Slack and email targets join this union with their own `type`.
-NotifyTarget = WebhookTarget
+class SlackTarget(_Model):
+    """A Slack incoming webhook (the URL is the credential); the message uses Block Kit."""
+
+    type: Literal["slack"]
+    id: Identifier | None = None
+    url: AnyHttpUrl
+
+
+class EmailTarget(_Model):
+    """Email through the SMTP server of the ``CLOSELOOP_ALERTS_SMTP_*`` settings."""
+
+    type: Literal["email"]
+    id: Identifier | None = None
+    to: OneOrMany[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]]
+
+    @property
+    def url(self) -> str:
+        return "mailto:" + ",".join(self.to)
+
+
+class WeComTarget(_Model):
+    """A WeCom (企业微信) group bot: ``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...``."""
+
+    type: Literal["wecom"]
+    id: Identifier | None = None
+    url: AnyHttpUrl
+
+
+class DingTalkTarget(_Model):
+    """A DingTalk (钉钉) custom robot; with ``secret`` (``SEC...``) requests are signed."""
+
+    type: Literal["dingtalk"]
+    id: Identifier | None = None
+    url: AnyHttpUrl
+    secret: SecretStr | None = None
+
+
+class FeishuTarget(_Model):
+    """A Feishu / Lark custom bot; with ``secret`` the body carries ``timestamp`` and ``sign``."""
+
+    type: Literal["feishu"]
+    id: Identifier | None = None
+    url: AnyHttpUrl
+    secret: SecretStr | None = None
+
+
+NotifyTarget = Annotated[
+    WebhookTarget | SlackTarget | EmailTarget | WeComTarget | DingTalkTarget | FeishuTarget,
+    Field(discriminator="type"),
+]
+AnyTarget = WebhookTarget | SlackTarget | EmailTarget | WeComTarget | DingTalkTarget | FeishuTarget
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+Dimension = Literal["topic", "touchpoint", "channel"]
+
+
+def _work_week() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri"]
+
+
+def _all_dimensions() -> list[Dimension]:
+    return ["topic", "touchpoint", "channel"]
+
+
+class WorkingHours(_Model):
+    """When the owner works, in the owner's ``timezone``; SLA clocks only run then."""
+
+    days: Annotated[list[Weekday], Field(min_length=1)] = Field(default_factory=_work_week)
+    start: time = time(9, 0)
+    end: time = time(17, 0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkingHours:
+        if self.start >= self.end:
+            raise ValueError("working_hours start must be before end")
+        return self
+
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(WEEKDAYS.index(day) for day in self.days)
 
 
 class Owner(_Model):
     id: Identifier
     name: str | None = None
     notify: list[NotifyTarget] = Field(default_factory=list)
+    # IANA name, e.g. Europe/Berlin or Asia/Shanghai; working hours are read in it.
+    timezone: str | None = None
+    working_hours: WorkingHours | None = None
+    # Who gets the alert when an SLA is breached or every notify target keeps failing.
+    escalation_owner: Identifier | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
+        return value
 
     @model_validator(mode="after")
     def _unique_target_keys(self) -> Owner:
+        if self.escalation_owner == self.id:
+            raise ValueError("an owner cannot be its own escalation owner")
         keys = [key for key, _ in self.targets()]
         duplicates = _duplicates(keys)
         if duplicates:
             raise ValueError(f"notify target ids must be unique within an owner: {duplicates}")
         return self
 
-    def targets(self) -> list[tuple[str, NotifyTarget]]:
+    def targets(self) -> list[tuple[str, AnyTarget]]:
         """Targets with their stable key: the explicit ``id``, else ``<type>-<position>``."""
         return [
             (target.id or f"{target.type}-{position}", target)
@@ -176,6 +303,50 @@ class Rule(_Model):
     when: When = Field(default_factory=When)
     owner: Identifier
     priority: AlertPriority = AlertPriority.MEDIUM
+    # Explicit precedence: higher is tried first; equal precedence keeps the file order.
+    precedence: int = 0
+
+
+class SlaTarget(_Model):
+    """Time to acknowledge and to resolve, in the owner's working time when it has hours."""
+
+    acknowledge: Duration | None = None
+    resolve: Duration | None = None
+
+
+def _sla(ack_s: float, resolve_s: float) -> SlaTarget:
+    return SlaTarget(acknowledge=ack_s, resolve=resolve_s)
+
+
+class SlaPolicy(_Model):
+    critical: SlaTarget = Field(default_factory=lambda: _sla(15 * 60, 4 * 3600))
+    high: SlaTarget = Field(default_factory=lambda: _sla(3600, 8 * 3600))
+    medium: SlaTarget = Field(default_factory=lambda: _sla(4 * 3600, 24 * 3600))
+    low: SlaTarget = Field(default_factory=lambda: _sla(24 * 3600, 72 * 3600))
+
+    def of(self, priority: AlertPriority) -> SlaTarget:
+        target: SlaTarget = getattr(self, priority.value)
+        return target
+
+
+class MergePolicy(_Model):
+    """Noise control: negative items of one customer (matched by id, email, phone or handle,
+    on any channel) within ``window`` of the alert's last item join that open alert."""
+
+    enabled: bool = True
+    window: Duration = 24 * 3600.0
+
+
+class SpikePolicy(_Model):
+    """Incident alerts when the negative rate of a topic, touchpoint or channel jumps."""
+
+    enabled: bool = True
+    dimensions: list[Dimension] = Field(default_factory=_all_dimensions)
+    window: Duration = 3600.0  # the current bucket
+    baseline_windows: Annotated[int, Field(ge=2, le=24 * 14)] = 24
+    z_threshold: Annotated[float, Field(gt=0)] = 3.0
+    min_negatives: Annotated[int, Field(ge=1)] = 5
+    priority: AlertPriority = AlertPriority.HIGH
 
 
 class RoutingConfig(_Model):
@@ -184,6 +355,14 @@ class RoutingConfig(_Model):
     rules: list[Rule] = Field(default_factory=list)
     default_owner: Identifier
     default_priority: AlertPriority = AlertPriority.MEDIUM
+    # first_match: the first matching rule in (precedence, file) order wins;
+    # most_specific: among matching rules, the one with most conditions wins (then order).
+    evaluation: Literal["first_match", "most_specific"] = "first_match"
+    sla: SlaPolicy = Field(default_factory=SlaPolicy)
+    # Allowed root-cause categories on resolve; unset allows any short slug.
+    root_causes: list[Identifier] | None = None
+    merge: MergePolicy | None = None
+    spikes: SpikePolicy | None = None
 
     @model_validator(mode="after")
     def _references(self) -> RoutingConfig:
@@ -205,6 +384,12 @@ class RoutingConfig(_Model):
                 f"default_owner: unknown owner {self.default_owner!r} "
                 f"(owners: {', '.join(sorted(known))})"
             )
+        for index, owner in enumerate(self.owners):
+            if owner.escalation_owner is not None and owner.escalation_owner not in known:
+                problems.append(
+                    f"owners[{index}].escalation_owner: unknown owner "
+                    f"{owner.escalation_owner!r} (owners: {', '.join(sorted(known))})"
+                )
         if problems:
             # One line per problem; _format_errors lists them separately.
             raise ValueError("\n".join(problems))
@@ -237,23 +422,43 @@ class Subject:
     language: str | None
     rating_type: RatingType | None
     rating_value: float | None
+    topics: frozenset[str] = frozenset()
+    urgency: Urgency | None = None
+    # Text and subject, casefolded, for keyword conditions.
+    text: str = ""
+
+
+def _urgency(value: Any) -> Urgency | None:
+    if value is None:
+        return None
+    try:
+        return Urgency(str(getattr(value, "value", value)).casefold())
+    except ValueError:
+        return None
 
 
 def subject_of(item: ScoredFeedback) -> Subject:
     feedback = item.feedback
+    sentiment = item.sentiment
     # The sender's declared language wins over detection, which can misread short texts.
-    language = feedback.language or item.sentiment.language or None
+    language = feedback.language or sentiment.language or None
     tier = feedback.customer.tier
+    # Read defensively: events from before the richer analysis carry none of these.
+    topics = getattr(sentiment, "topics", None) or []
+    text = feedback.text if not feedback.subject else f"{feedback.subject}\n{feedback.text}"
     return Subject(
         channel=feedback.channel,
-        sentiment=item.sentiment.label,
-        score=item.sentiment.score,
+        sentiment=sentiment.label,
+        score=sentiment.score,
         touchpoint=feedback.touchpoint.casefold() if feedback.touchpoint else None,
         journey_stage=feedback.journey_stage,
         customer_tier=tier.strip().casefold() if tier else None,
         language=language.strip().casefold() if language else None,
         rating_type=feedback.rating.type if feedback.rating else None,
         rating_value=feedback.rating.value if feedback.rating else None,
+        topics=frozenset(str(topic).strip().casefold() for topic in topics),
+        urgency=_urgency(getattr(sentiment, "urgency", None)),
+        text=text.casefold(),
     )
 
 
@@ -306,6 +511,20 @@ def match_rating(when: When, subject: Subject) -> bool:
     return condition.max is None or subject.rating_value <= condition.max
 
 
+def match_topics(when: When, subject: Subject) -> bool:
+    """Any of the rule's topics among the item's topics (case-insensitive)."""
+    return when.topics is None or not subject.topics.isdisjoint(when.topics)
+
+
+def match_urgency(when: When, subject: Subject) -> bool:
+    return when.urgency is None or subject.urgency in when.urgency
+
+
+def match_keywords(when: When, subject: Subject) -> bool:
+    """Any keyword as a case-insensitive substring of the text or subject (works for CJK)."""
+    return when.keywords is None or any(keyword in subject.text for keyword in when.keywords)
+
+
 CONDITIONS: tuple[Callable[[When, Subject], bool], ...] = (
     match_channel,
     match_sentiment,
@@ -315,7 +534,19 @@ CONDITIONS: tuple[Callable[[When, Subject], bool], ...] = (
     match_language,
     match_score,
     match_rating,
+    match_topics,
+    match_urgency,
+    match_keywords,
 )
+
+
+def failed_conditions(when: When, subject: Subject) -> list[str]:
+    """Names of the conditions that do not hold (``channel``, ``score``, ...)."""
+    return [
+        condition.__name__.removeprefix("match_")
+        for condition in CONDITIONS
+        if not condition(when, subject)
+    ]
 
 
 def matches(when: When, subject: Subject) -> bool:
@@ -327,39 +558,118 @@ class RouteDecision:
     owner: Owner
     priority: AlertPriority
     rule_id: str | None
+    sla: SlaTarget = field(default_factory=SlaTarget)
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    rule_id: str
+    matched: bool
+    failed: list[str]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why an item goes where it goes (the dry run)."""
+
+    decision: RouteDecision | None
+    reason: str
+    checks: list[RuleCheck]
 
 
 class Router:
-    """Evaluates a :class:`RoutingConfig`; pure and cheap, safe to share between tasks."""
+    """Evaluates a :class:`RoutingConfig`; pure and cheap, safe to share between tasks.
 
-    def __init__(self, config: RoutingConfig) -> None:
+    ``owners`` (from the database) replace or extend the file's owners of the same id.
+    """
+
+    def __init__(self, config: RoutingConfig, owners: Iterable[Owner] | None = None) -> None:
         self.config = config
-        self._owners = {owner.id: owner for owner in config.owners}
-        self._targets = {
-            (owner.id, key): target for owner in config.owners for key, target in owner.targets()
+        merged = {owner.id: owner for owner in config.owners}
+        for owner in owners or ():
+            merged[owner.id] = owner
+        self._owners = merged
+        self._targets: dict[tuple[str, str], AnyTarget] = {
+            (owner.id, key): target for owner in merged.values() for key, target in owner.targets()
         }
+        indexed = list(enumerate(config.rules))
+        if config.evaluation == "most_specific":
+            indexed.sort(
+                key=lambda pair: (-pair[1].precedence, -pair[1].when.specificity(), pair[0])
+            )
+        else:
+            indexed.sort(key=lambda pair: (-pair[1].precedence, pair[0]))
+        self._ordered = [rule for _, rule in indexed]
+
+    @property
+    def owners(self) -> list[Owner]:
+        return list(self._owners.values())
+
+    @property
+    def ordered_rules(self) -> list[Rule]:
+        """The rules in evaluation order."""
+        return list(self._ordered)
+
+    def _decide(self, rule: Rule | None) -> RouteDecision:
+        if rule is not None:
+            owner = self._owners.get(rule.owner) or self._owners[self.config.default_owner]
+            return RouteDecision(owner, rule.priority, rule.id, self.config.sla.of(rule.priority))
+        priority = self.config.default_priority
+        return RouteDecision(
+            self._owners[self.config.default_owner], priority, None, self.config.sla.of(priority)
+        )
 
     def route(self, item: ScoredFeedback) -> RouteDecision | None:
         """The owner and priority of an alert for ``item``, or None if it raises none."""
         if item.sentiment.label is not SentimentLabel.NEGATIVE:
             return None
         subject = subject_of(item)
-        for rule in self.config.rules:
+        for rule in self._ordered:
             if matches(rule.when, subject):
-                return RouteDecision(self._owners[rule.owner], rule.priority, rule.id)
-        return RouteDecision(
-            self._owners[self.config.default_owner], self.config.default_priority, None
+                return self._decide(rule)
+        return self._decide(None)
+
+    def explain(self, item: ScoredFeedback) -> Explanation:
+        subject = subject_of(item)
+        checks = [
+            RuleCheck(rule.id, not failed, failed)
+            for rule in self._ordered
+            for failed in [failed_conditions(rule.when, subject)]
+        ]
+        if item.sentiment.label is not SentimentLabel.NEGATIVE:
+            return Explanation(
+                None,
+                f"sentiment is {item.sentiment.label.value}: only negative items alert",
+                checks,
+            )
+        winner = next((check for check in checks if check.matched), None)
+        if winner is None:
+            return Explanation(
+                self._decide(None), "no rule matched: the default owner takes it", checks
+            )
+        order = (
+            "most specific, then precedence and file order"
+            if self.config.evaluation == "most_specific"
+            else "first match in precedence and file order"
         )
+        rule = next(rule for rule in self._ordered if rule.id == winner.rule_id)
+        return Explanation(self._decide(rule), f"rule {rule.id} matched ({order})", checks)
 
     def owner(self, owner_id: str) -> Owner | None:
         return self._owners.get(owner_id)
 
-    def target(self, owner_id: str, target_key: str) -> NotifyTarget | None:
+    def target(self, owner_id: str, target_key: str) -> AnyTarget | None:
         return self._targets.get((owner_id, target_key))
+
+    def escalation_owner(self, owner_id: str) -> Owner | None:
+        owner = self._owners.get(owner_id)
+        if owner is None or owner.escalation_owner is None:
+            return None
+        return self._owners.get(owner.escalation_owner)
 
 
 class RoutingState:
-    """The router in use; a reload (a later issue) builds a new Router and swaps it in."""
+    """The router in use; a reload builds a new Router and swaps this one reference."""
 
     def __init__(self, router: Router) -> None:
         self.router = router
@@ -394,9 +704,15 @@ _UniqueKeyLoader.add_constructor(
 )
 
 
+TARGET_TYPES = frozenset({"webhook", "slack", "email", "wecom", "dingtalk", "feishu"})
+
+
 def _location(loc: tuple[int | str, ...]) -> str:
     path = ""
-    for part in loc:
+    for index, part in enumerate(loc):
+        # Pydantic names the union member ("notify[0].webhook.secret"): leave it out.
+        if part in TARGET_TYPES and index >= 2 and loc[index - 2] == "notify":
+            continue
         if isinstance(part, int):
             path += f"[{part}]"
         else:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from closeloop_alerts.models import (
     Alert,
     AlertEvent,
+    AlertItem,
     Delivery,
     DeliveryAttempt,
     Feedback,
     SentimentScore,
 )
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
-from closeloop_shared.contracts.feedback import Channel, JourneyStage, RatingType
-from closeloop_shared.contracts.sentiment import SentimentLabel
+from closeloop_shared.contracts.feedback import Channel, FeedbackIn, JourneyStage, RatingType
+from closeloop_shared.contracts.sentiment import SentimentLabel, Urgency
 
 
 class _Out(BaseModel):
@@ -75,10 +76,14 @@ class SentimentOut(_Out):
     model: str
     model_version: str
     scored_at: datetime
+    topics: list[str] = []
+    urgency: str | None = None
 
     @classmethod
     def of(cls, row: SentimentScore) -> SentimentOut:
         return cls(
+            topics=list(row.topics or []),
+            urgency=row.urgency,
             label=SentimentLabel(row.label),
             score=row.score,
             confidence=row.confidence,
@@ -87,6 +92,20 @@ class SentimentOut(_Out):
             model_version=row.model_version,
             scored_at=row.scored_at,
         )
+
+
+class SlaOut(_Out):
+    acknowledge_due_at: datetime | None
+    resolve_due_at: datetime | None
+    acknowledge_breached_at: datetime | None
+    resolve_breached_at: datetime | None
+
+
+class CustomerReplyOut(_Out):
+    text: str | None
+    status: str = Field(description="pending, published (to Kafka), sent or failed (reported).")
+    requested_at: datetime | None
+    detail: str | None
 
 
 class AlertOut(_Out):
@@ -104,10 +123,48 @@ class AlertOut(_Out):
     resolved_at: datetime | None
     resolved_by: str | None
     resolution_note: str | None
+    kind: str = Field(default="item", description="item, or spike for an incident alert.")
+    assignee: str | None = None
+    root_cause: str | None = None
+    escalation_level: int = 0
+    escalated_at: datetime | None = None
+    escalated_to: str | None = None
+    reopened_count: int = 0
+    item_count: int = Field(
+        default=1, description="Feedback items in this alert (merged ones too)."
+    )
+    last_item_at: datetime | None = None
+    incident_key: str | None = None
+    sla: SlaOut | None = None
+    customer_reply: CustomerReplyOut | None = None
 
     @classmethod
     def of(cls, row: Alert, channel: str) -> AlertOut:
         return cls(
+            kind=row.kind,
+            assignee=row.assignee,
+            root_cause=row.root_cause,
+            escalation_level=row.escalation_level,
+            escalated_at=row.escalated_at,
+            escalated_to=row.escalated_to,
+            reopened_count=row.reopened_count,
+            item_count=row.item_count,
+            last_item_at=row.last_item_at,
+            incident_key=row.incident_key,
+            sla=SlaOut(
+                acknowledge_due_at=row.ack_due_at,
+                resolve_due_at=row.resolve_due_at,
+                acknowledge_breached_at=row.ack_breached_at,
+                resolve_breached_at=row.resolve_breached_at,
+            ),
+            customer_reply=CustomerReplyOut(
+                text=row.customer_reply,
+                status=row.customer_reply_status,
+                requested_at=row.customer_reply_at,
+                detail=row.customer_reply_detail,
+            )
+            if row.customer_reply_status is not None
+            else None,
             id=row.id,
             feedback_id=row.feedback_id,
             status=AlertStatus(row.status),
@@ -159,6 +216,7 @@ class DeliveryOut(_Out):
     owner: str
     target: str
     target_type: str
+    event: str
     webhook_id: str
     status: str
     attempt_count: int
@@ -176,6 +234,7 @@ class DeliveryOut(_Out):
             owner=row.owner_id,
             target=row.target_key,
             target_type=row.target_type,
+            event=row.event,
             webhook_id=row.webhook_id,
             status=row.status,
             attempt_count=row.attempts,
@@ -195,6 +254,7 @@ class AlertEventOut(_Out):
     actor: str | None
     note: str | None
     occurred_at: datetime
+    details: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, row: AlertEvent) -> AlertEventOut:
@@ -205,7 +265,18 @@ class AlertEventOut(_Out):
             actor=row.actor,
             note=row.note,
             occurred_at=row.occurred_at,
+            details=row.details,
         )
+
+
+class JoinedItemOut(_Out):
+    reason: str
+    joined_at: datetime
+    feedback: FeedbackOut
+
+    @classmethod
+    def of(cls, item: AlertItem, feedback: Feedback) -> JoinedItemOut:
+        return cls(reason=item.reason, joined_at=item.joined_at, feedback=FeedbackOut.of(feedback))
 
 
 class AlertDetailOut(AlertOut):
@@ -213,6 +284,9 @@ class AlertDetailOut(AlertOut):
     sentiment: SentimentOut
     deliveries: list[DeliveryOut]
     history: list[AlertEventOut]
+    items: list[JoinedItemOut] = Field(
+        default_factory=list, description="Items that joined this alert after it was raised."
+    )
 
 
 class FeedbackDetailOut(FeedbackOut):
@@ -220,7 +294,130 @@ class FeedbackDetailOut(FeedbackOut):
     alert: AlertOut | None
 
 
-class ResolveIn(BaseModel):
+class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    note: Annotated[str, Field(min_length=1, max_length=4000)]
+
+Text = Annotated[str, Field(min_length=1, max_length=4000)]
+OwnerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
+
+
+class ResolveIn(_In):
+    note: Text
+    root_cause: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")] | None = None
+    customer_reply: Text | None = Field(
+        default=None,
+        description="Sent to the customer on the item's original channel (published as a "
+        "customer-reply event for the channel system).",
+    )
+
+
+class ReopenIn(_In):
+    note: Text
+
+
+class CommentIn(_In):
+    text: Text
+
+
+class AssignIn(_In):
+    assignee: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    owner: OwnerId | None = None
+    note: Text | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> AssignIn:
+        if self.assignee is None and self.owner is None:
+            raise ValueError("name an assignee, an owner or both")
+        return self
+
+
+class EscalateIn(_In):
+    note: Text | None = None
+    to_owner: OwnerId | None = None
+
+
+class CustomerReplyStatusIn(_In):
+    status: Literal["sent", "failed"]
+    detail: Annotated[str, Field(max_length=1000)] | None = None
+
+
+# --- owners -----------------------------------------------------------------------------------
+
+
+class TargetOut(_Out):
+    """A notify target without its credentials (URLs of bots and webhooks carry them)."""
+
+    key: str
+    type: str
+    host: str | None = None
+    to: list[str] | None = None
+    signed: bool = False
+    healthy: bool = True
+    consecutive_failures: int = 0
+    unhealthy_since: datetime | None = None
+
+
+class WorkingHoursOut(_Out):
+    days: list[str]
+    start: str
+    end: str
+
+
+class OwnerOut(_Out):
+    id: str
+    name: str | None
+    timezone: str | None
+    working_hours: WorkingHoursOut | None
+    escalation_owner: str | None
+    managed_by: str = Field(description="file (seeded from the routing file) or api.")
+    targets: list[TargetOut]
+    updated_at: datetime | None
+
+
+class OwnerList(_Out):
+    items: list[OwnerOut]
+
+
+# --- routing ----------------------------------------------------------------------------------
+
+
+class DryRunSentiment(_In):
+    label: SentimentLabel
+    score: Annotated[float, Field(ge=-1.0, le=1.0)]
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    language: str = ""
+    topics: list[str] = Field(default_factory=list)
+    urgency: Urgency | None = None
+    urgency_cues: list[str] = Field(default_factory=list)
+    emotions: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+
+
+class DryRunIn(_In):
+    feedback: FeedbackIn
+    sentiment: DryRunSentiment
+
+
+class RuleCheckOut(_Out):
+    rule_id: str
+    matched: bool
+    failed: list[str] = Field(description="Conditions that did not hold.")
+
+
+class DryRunSla(_Out):
+    acknowledge_s: float | None
+    resolve_s: float | None
+    acknowledge_due_at: datetime | None
+    resolve_due_at: datetime | None
+
+
+class DryRunOut(_Out):
+    alert: bool
+    rule_id: str | None
+    owner: str | None
+    priority: AlertPriority | None
+    escalation_owner: str | None
+    sla: DryRunSla | None
+    reason: str
+    evaluation: Literal["first_match", "most_specific"]
+    rules: list[RuleCheckOut] = Field(description="Every rule in evaluation order.")
