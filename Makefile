@@ -43,6 +43,12 @@ test: install lint typecheck ## The whole suite: lint, types, unit, integration 
 test-unit: install ## Only the tests that need no broker or database
 	$(BIN)/pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: install ## Measure the pipeline against ceilings measured in the same run (results/)
+	@command -v wrk >/dev/null && command -v hey >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends wrk hey; }
+	$(BIN)/closeloop-bench $(BENCH_ARGS)
+
 .PHONY: lint
 lint: install ## ruff: lint and format check
 	$(BIN)/ruff check .
@@ -55,7 +61,7 @@ format: install ## ruff: fix and format
 
 .PHONY: typecheck
 typecheck: install ## mypy --strict over every package and the tests
-	$(BIN)/mypy shared/src services/ingest/src services/sentiment/src services/alerts/src services/gateway/src tools/devstack/src tests
+	$(BIN)/mypy shared/src services/ingest/src services/sentiment/src services/alerts/src services/gateway/src tools/devstack/src tools/bench/src tests
 
 .PHONY: schemas
 schemas: install ## Regenerate the published JSON Schemas of the event contract
