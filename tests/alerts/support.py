@@ -125,6 +125,7 @@ class Reply:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    body: bytes = b""
 
 
 @dataclass(frozen=True)
@@ -205,5 +206,5 @@ class WebhookReceiver:
             await asyncio.sleep(reply.delay_s)
         self.requests.append(Captured(request.url.path, dict(request.headers), body))
         self._arrived.set()
-        response = Response(status_code=reply.status, headers=reply.headers)
+        response = Response(content=reply.body, status_code=reply.status, headers=reply.headers)
         await response(scope, receive, send)

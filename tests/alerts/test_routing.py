@@ -12,6 +12,7 @@ from closeloop_alerts.__main__ import main
 from closeloop_alerts.app import create_app
 from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.routing import (
+    CONDITIONS,
     Router,
     RoutingConfig,
     RoutingError,
@@ -22,11 +23,14 @@ from closeloop_alerts.routing import (
     match_channel,
     match_customer_tier,
     match_journey_stage,
+    match_keywords,
     match_language,
     match_rating,
     match_score,
     match_sentiment,
+    match_topics,
     match_touchpoint,
+    match_urgency,
     matches,
     parse_routing,
     subject_of,
@@ -34,7 +38,7 @@ from closeloop_alerts.routing import (
 from closeloop_shared.config import DatabaseSettings, KafkaSettings
 from closeloop_shared.contracts.alerts import AlertPriority
 from closeloop_shared.contracts.feedback import Channel, JourneyStage, RatingType
-from closeloop_shared.contracts.sentiment import SentimentLabel
+from closeloop_shared.contracts.sentiment import ScoredFeedback, SentimentLabel, Urgency
 from tests.alerts.support import MINIMAL_ROUTING, SECRET, scored
 
 
@@ -411,3 +415,218 @@ def test_check_routing_command(tmp_path: Path, capsys: pytest.CaptureFixture[str
         main(["check-routing", str(bad)])
     assert exited.value.code == 2
     assert "owners" in capsys.readouterr().err
+
+
+# --- Conditions from the richer analysis: topics, urgency, keywords ----------------------------
+
+
+def enriched(
+    *,
+    topics: list[str] | None = None,
+    urgency: Urgency | None = None,
+    text: str = "The agent hung up on me twice.",
+) -> ScoredFeedback:
+    item = scored(text=text)
+    sentiment = item.sentiment.model_copy(update={"topics": topics or [], "urgency": urgency})
+    return item.model_copy(update={"sentiment": sentiment})
+
+
+def test_topics_any_of_case_insensitive() -> None:
+    item = subject_of(enriched(topics=["Billing", "refund"]))
+    assert match_topics(when(topics="billing"), item)
+    assert match_topics(when(topics=["delivery", "REFUND"]), item)
+    assert not match_topics(when(topics="delivery"), item)
+    assert not match_topics(when(topics="billing"), subject_of(scored()))  # none known
+    assert match_topics(when(), item)
+
+
+def test_urgency() -> None:
+    item = subject_of(enriched(urgency=Urgency.HIGH))
+    assert match_urgency(when(urgency="high"), item)
+    assert match_urgency(when(urgency=["medium", "high"]), item)
+    assert not match_urgency(when(urgency="low"), item)
+    assert not match_urgency(when(urgency="high"), subject_of(scored()))
+
+
+def test_keywords_in_text_or_subject_any_language() -> None:
+    item = subject_of(enriched(text="I will CANCEL my contract. 我要投诉"))
+    assert match_keywords(when(keywords="cancel"), item)
+    assert match_keywords(when(keywords=["lawyer", "投诉"]), item)
+    assert not match_keywords(when(keywords="lawyer"), item)
+    email = subject_of(scored(channel=Channel.EMAIL))  # subject "Call 4711"
+    assert match_keywords(when(keywords="4711"), email)
+
+
+def test_events_without_the_richer_fields_still_route() -> None:
+    """Older events carry no topics or urgency: such rules do not match, nothing breaks."""
+    router = Router(config([{"id": "t", "when": {"topics": "billing"}, "owner": "a"}]))
+    decision = router.route(scored())
+    assert decision is not None
+    assert decision.owner.id == "c"
+
+
+def test_every_condition_is_listed() -> None:
+    names = [condition.__name__.removeprefix("match_") for condition in CONDITIONS]
+    assert names == [
+        "channel",
+        "sentiment",
+        "touchpoint",
+        "journey_stage",
+        "customer_tier",
+        "language",
+        "score",
+        "rating",
+        "topics",
+        "urgency",
+        "keywords",
+    ]
+
+
+# --- Explicit precedence, most specific, dry run ------------------------------------------------
+
+
+def test_precedence_beats_file_order() -> None:
+    rules: list[dict[str, Any]] = [
+        {"id": "hotline", "when": {"channel": "hotline"}, "owner": "b"},
+        {"id": "vip", "when": {"customer_tier": "gold"}, "owner": "a", "precedence": 10},
+    ]
+    router = Router(config(rules))
+    decision = router.route(scored(channel=Channel.HOTLINE, tier="gold"))
+    assert decision is not None
+    assert decision.rule_id == "vip"
+    assert [rule.id for rule in router.ordered_rules] == ["vip", "hotline"]
+
+
+def test_most_specific_rule_wins_when_asked() -> None:
+    rules = [
+        {"id": "hotline", "when": {"channel": "hotline"}, "owner": "b"},
+        {
+            "id": "hotline-gold",
+            "when": {"channel": "hotline", "customer_tier": "gold"},
+            "owner": "a",
+        },
+        {"id": "scored", "when": {"min_score": -1, "max_score": -0.5}, "owner": "b"},
+    ]
+    first = Router(config(rules)).route(scored(channel=Channel.HOTLINE, tier="gold"))
+    assert first is not None
+    assert first.rule_id == "hotline"
+    specific = Router(config(rules, evaluation="most_specific"))
+    decision = specific.route(scored(channel=Channel.HOTLINE, tier="gold"))
+    assert decision is not None
+    assert decision.rule_id == "hotline-gold"
+    # Score bounds count as one condition: "scored" ties with "hotline" and file order decides.
+    assert [rule.id for rule in specific.ordered_rules] == ["hotline-gold", "hotline", "scored"]
+
+
+def test_explain_lists_every_rule_and_why() -> None:
+    rules = [
+        {"id": "app", "when": {"channel": "app", "touchpoint": "checkout"}, "owner": "a"},
+        {"id": "hotline", "when": {"channel": "hotline"}, "owner": "b", "priority": "high"},
+    ]
+    router = Router(config(rules))
+    explained = router.explain(scored(channel=Channel.HOTLINE))
+    assert explained.decision is not None
+    assert (explained.decision.rule_id, explained.decision.owner.id) == ("hotline", "b")
+    assert explained.decision.sla.acknowledge == 3600  # default high SLA
+    assert [(c.rule_id, c.matched, c.failed) for c in explained.checks] == [
+        ("app", False, ["channel", "touchpoint"]),
+        ("hotline", True, []),
+    ]
+    assert "rule hotline matched" in explained.reason
+    neutral = router.explain(scored(label=SentimentLabel.NEUTRAL, score=0.0))
+    assert neutral.decision is None
+    assert "only negative" in neutral.reason
+    fallback = router.explain(scored(channel=Channel.SOCIAL))
+    assert fallback.decision is not None
+    assert fallback.decision.owner.id == "c"
+    assert "default owner" in fallback.reason
+
+
+# --- SLA, owners, escalation, merge settings ----------------------------------------------------
+
+
+def test_sla_durations_and_defaults() -> None:
+    parsed = config([], sla={"critical": {"acknowledge": "5m", "resolve": "1.5h"}, "low": {}})
+    assert parsed.sla.critical.acknowledge == 300
+    assert parsed.sla.critical.resolve == 5400
+    assert parsed.sla.low.acknowledge is None  # no clock
+    assert parsed.sla.high.acknowledge == 3600  # untouched defaults
+    assert config([], sla={"medium": {"acknowledge": 90}}).sla.medium.acknowledge == 90
+    assert config([], sla={"medium": {"acknowledge": "2d"}}).sla.medium.acknowledge == 172800
+    with pytest.raises(ValueError, match="not a duration"):
+        config([], sla={"medium": {"acknowledge": "soon"}})
+
+
+def test_owner_time_zone_hours_and_escalation_are_checked() -> None:
+    document = MINIMAL_ROUTING.replace(
+        "    name: Hotline team\n",
+        "    name: Hotline team\n    timezone: Mars/Olympus\n"
+        "    working_hours: {start: '18:00', end: '09:00'}\n    escalation_owner: boss\n",
+    )
+    problems = problems_of(document)
+    assert any(p.startswith("owners[0].timezone") and "Mars/Olympus" in p for p in problems)
+    assert any(p.startswith("owners[0].working_hours") for p in problems)
+    self_escalating = MINIMAL_ROUTING.replace(
+        "    name: Customer experience\n",
+        "    name: Customer experience\n    escalation_owner: cx-team\n",
+    )
+    assert any("its own escalation owner" in p for p in problems_of(self_escalating))
+    unknown = MINIMAL_ROUTING.replace(
+        "    name: Customer experience\n",
+        "    name: Customer experience\n    escalation_owner: nobody\n",
+    )
+    assert any(
+        p.startswith("owners[1].escalation_owner: unknown owner 'nobody'")
+        for p in problems_of(unknown)
+    )
+
+
+def test_all_notify_target_types_parse() -> None:
+    parsed = config(
+        [],
+        owners=[
+            {
+                "id": "c",
+                "timezone": "Asia/Shanghai",
+                "working_hours": {"days": ["mon", "sat"], "start": "08:30", "end": "20:00"},
+                "notify": [
+                    {"type": "slack", "url": "https://hooks.slack.com/services/T/B/x"},
+                    {"type": "email", "to": "ops@example.com"},
+                    {
+                        "type": "wecom",
+                        "url": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
+                    },
+                    {
+                        "type": "dingtalk",
+                        "url": "https://oapi.dingtalk.com/robot/send?access_token=t",
+                        "secret": "SECx",
+                    },
+                    {"type": "feishu", "url": "https://open.feishu.cn/open-apis/bot/v2/hook/x"},
+                ],
+            }
+        ],
+    )
+    owner = parsed.owners[0]
+    assert [key for key, _ in owner.targets()] == [
+        "slack-1",
+        "email-2",
+        "wecom-3",
+        "dingtalk-4",
+        "feishu-5",
+    ]
+    assert owner.working_hours is not None
+    assert owner.working_hours.weekdays() == frozenset({0, 5})
+    with pytest.raises(ValueError, match="to"):
+        config([], owners=[{"id": "c", "notify": [{"type": "email", "to": "not-an-address"}]}])
+    with pytest.raises(ValueError, match="pager"):
+        config([], owners=[{"id": "c", "notify": [{"type": "pager", "url": "https://x.test"}]}])
+
+
+def test_merge_and_spike_sections_are_opt_in() -> None:
+    plain = parse_routing(MINIMAL_ROUTING)
+    assert (plain.merge, plain.spikes) == (None, None)
+    on = config([], merge={"window": "30m"}, spikes={"dimensions": ["touchpoint"]})
+    assert on.merge is not None
+    assert on.merge.window == 1800
+    assert on.spikes is not None
+    assert on.spikes.dimensions == ["touchpoint"]

@@ -17,7 +17,7 @@ from closeloop_alerts.metrics import ALERTS_BREACHED, ALERTS_OPEN, OUTBOX_PENDIN
 from closeloop_alerts.notifiers import SmtpSettings
 from closeloop_alerts.outbox import OutboxRelay
 from closeloop_alerts.owners import OwnerStore
-from closeloop_alerts.routes import ApiContext, router
+from closeloop_alerts.routes import ApiContext, admin, router
 from closeloop_alerts.routing import (
     Router,
     RoutingConfig,
@@ -258,6 +258,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(admin)
 
     async def database_ready() -> bool:
         runtime = holder.get("runtime")

@@ -10,13 +10,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import repository, service
-from closeloop_alerts.owners import OwnerStore
+from closeloop_alerts.models import OwnerRecord, TargetHealth
+from closeloop_alerts.owners import OwnerConflict, OwnerStore
+from closeloop_alerts.routing import EmailTarget, Owner, format_errors
 from closeloop_alerts.schemas import (
     AlertDetailOut,
     AlertEventOut,
@@ -26,15 +30,26 @@ from closeloop_alerts.schemas import (
     CommentIn,
     CustomerReplyStatusIn,
     DeliveryOut,
+    DryRunIn,
+    DryRunOut,
+    DryRunSla,
     EscalateIn,
     FeedbackDetailOut,
     FeedbackOut,
     JoinedItemOut,
+    OwnerList,
+    OwnerOut,
     ReopenIn,
     ResolveIn,
+    RuleCheckOut,
     SentimentOut,
+    TargetOut,
+    WorkingHoursOut,
 )
+from closeloop_alerts.sla import deadlines
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
+from closeloop_shared.contracts.feedback import identify
+from closeloop_shared.contracts.sentiment import ScoredFeedback, Sentiment
 from closeloop_shared.http.observability import problem
 
 MAX_PAGE = 200
@@ -63,6 +78,10 @@ Actor = Annotated[
         max_length=256,
         description="Who acts (the gateway sets the API key name); recorded in the audit trail.",
     ),
+]
+
+OwnerId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$", description="The owner id.")
 ]
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
@@ -240,4 +259,158 @@ async def get_feedback(
         **feedback.model_dump(),
         sentiment=SentimentOut.of(detail.score) if detail.score else None,
         alert=AlertOut.of(detail.alert, detail.feedback.channel) if detail.alert else None,
+    )
+
+
+# --- owners (admin) ---------------------------------------------------------------------------
+
+admin = APIRouter(prefix="/v1", tags=["owners"])
+
+
+def _owner_out(
+    owner: Owner,
+    record: OwnerRecord | None,
+    health: dict[tuple[str, str], TargetHealth],
+) -> OwnerOut:
+    targets = []
+    for key, target in owner.targets():
+        state = health.get((owner.id, key))
+        url = getattr(target, "url", None)
+        targets.append(
+            TargetOut(
+                key=key,
+                type=target.type,
+                host=None if isinstance(target, EmailTarget) else urlsplit(str(url)).hostname,
+                to=list(target.to) if isinstance(target, EmailTarget) else None,
+                signed=getattr(target, "secret", None) is not None,
+                healthy=state is None or state.unhealthy_since is None,
+                consecutive_failures=state.consecutive_failures if state else 0,
+                unhealthy_since=state.unhealthy_since if state else None,
+            )
+        )
+    hours = owner.working_hours
+    return OwnerOut(
+        id=owner.id,
+        name=owner.name,
+        timezone=owner.timezone,
+        working_hours=WorkingHoursOut(
+            days=list(hours.days),
+            start=hours.start.strftime("%H:%M"),
+            end=hours.end.strftime("%H:%M"),
+        )
+        if hours
+        else None,
+        escalation_owner=owner.escalation_owner,
+        managed_by=record.managed_by if record else "file",
+        targets=targets,
+        updated_at=record.updated_at if record else None,
+    )
+
+
+async def _health(context: ApiContext) -> dict[tuple[str, str], TargetHealth]:
+    async with context.sessionmaker() as session:
+        rows = await repository.target_health(session)
+    return {(row.owner_id, row.target_key): row for row in rows}
+
+
+@admin.get("/owners", response_model=OwnerList)
+async def list_owners(context: Context) -> OwnerList:
+    """Every owner in use (file and admin API), without credentials, with target health."""
+    records = await context.owners.records()
+    health = await _health(context)
+    owners = sorted(context.owners.state.router.owners, key=lambda owner: owner.id)
+    return OwnerList(items=[_owner_out(o, records.get(o.id), health) for o in owners])
+
+
+@admin.get("/owners/{owner_id}", response_model=OwnerOut, responses=_ERRORS)
+async def get_owner(owner_id: OwnerId, context: Context) -> OwnerOut | JSONResponse:
+    owner = context.owners.state.router.owner(owner_id)
+    if owner is None:
+        return problem(404, "owner_not_found", f"No owner with id {owner_id}.", id=owner_id)
+    records = await context.owners.records()
+    return _owner_out(owner, records.get(owner_id), await _health(context))
+
+
+@admin.put(
+    "/owners/{owner_id}",
+    response_model=OwnerOut,
+    responses={**_ERRORS, 409: {"description": "Refers to an unknown owner (JSON error)"}},
+)
+async def put_owner(
+    owner_id: OwnerId, body: dict[str, Any], context: Context
+) -> OwnerOut | JSONResponse:
+    """Create or replace an owner: the routing file's owner mapping (``notify``,
+    ``timezone``, ``working_hours``, ``escalation_owner``). Takes effect at once here and
+    within ``routing_reload_interval_s`` on other replicas."""
+    if body.get("id", owner_id) != owner_id:
+        return problem(422, "invalid_request", "The body's id differs from the path's.")
+    try:
+        owner = Owner.model_validate({**body, "id": owner_id})
+    except ValidationError as error:
+        return problem(
+            422,
+            "invalid_owner",
+            "The owner is not valid.",
+            problems=format_errors(error),
+        )
+    try:
+        created = await context.owners.put(owner)
+    except OwnerConflict as error:
+        return problem(409, "owner_conflict", str(error))
+    records = await context.owners.records()
+    answer = _owner_out(owner, records.get(owner_id), await _health(context))
+    return JSONResponse(answer.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+@admin.delete(
+    "/owners/{owner_id}",
+    status_code=204,
+    responses={**_ERRORS, 409: {"description": "The owner is still referred to (JSON error)"}},
+)
+async def delete_owner(owner_id: OwnerId, context: Context) -> Response:
+    """Remove an owner the admin API created and nothing refers to."""
+    try:
+        found = await context.owners.delete(owner_id)
+    except OwnerConflict as error:
+        return problem(409, "owner_conflict", str(error))
+    if not found:
+        return problem(404, "owner_not_found", f"No owner with id {owner_id}.", id=owner_id)
+    return Response(status_code=204)
+
+
+@admin.post("/routing/dry-run", response_model=DryRunOut, tags=["routing"])
+async def dry_run(body: DryRunIn, context: Context) -> DryRunOut:
+    """Which rule would match this item, which owner, priority and SLA, and why."""
+    router = context.owners.state.router
+    now = context.lifecycle.clock()
+    feedback = identify(body.feedback, now)
+    sentiment = Sentiment(
+        **body.sentiment.model_dump(), model="dry-run", model_version="0", scored_at=now
+    )
+    explanation = router.explain(ScoredFeedback(feedback=feedback, sentiment=sentiment))
+    decision = explanation.decision
+    sla = None
+    escalation = None
+    if decision is not None:
+        ack_due, resolve_due = deadlines(now, decision.sla, decision.owner)
+        sla = DryRunSla(
+            acknowledge_s=decision.sla.acknowledge,
+            resolve_s=decision.sla.resolve,
+            acknowledge_due_at=ack_due,
+            resolve_due_at=resolve_due,
+        )
+        escalation = decision.owner.escalation_owner
+    return DryRunOut(
+        alert=decision is not None,
+        rule_id=decision.rule_id if decision else None,
+        owner=decision.owner.id if decision else None,
+        priority=decision.priority if decision else None,
+        escalation_owner=escalation,
+        sla=sla,
+        reason=explanation.reason,
+        evaluation=router.config.evaluation,
+        rules=[
+            RuleCheckOut(rule_id=check.rule_id, matched=check.matched, failed=check.failed)
+            for check in explanation.checks
+        ],
     )

@@ -391,7 +391,7 @@ class RoutingConfig(_Model):
                     f"{owner.escalation_owner!r} (owners: {', '.join(sorted(known))})"
                 )
         if problems:
-            # One line per problem; _format_errors lists them separately.
+            # One line per problem; format_errors lists them separately.
             raise ValueError("\n".join(problems))
         return self
 
@@ -720,7 +720,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return path
 
 
-def _format_errors(error: ValidationError) -> list[str]:
+def format_errors(error: ValidationError) -> list[str]:
     problems = []
     for item in error.errors(include_url=False):
         path = _location(tuple(item["loc"]))
@@ -741,7 +741,7 @@ def parse_routing(document: str, source: str = "<routing>") -> RoutingConfig:
     try:
         return RoutingConfig.model_validate(data)
     except ValidationError as error:
-        raise RoutingError(source, _format_errors(error)) from None
+        raise RoutingError(source, format_errors(error)) from None
 
 
 def load_routing(path: Path) -> RoutingConfig:
