@@ -25,6 +25,10 @@ PENDING_METRICS = {
     "closeloop_sentiment_feedback_scored_total",
 }
 METRIC_NAME = re.compile(r"\bcloseloop_[a-z0-9_]+")
+# A metric's registration: Counter("closeloop_...", ...), GaugeMetricFamily("closeloop_...", ...).
+DEFINITION = re.compile(
+    r'(?:Counter|Gauge|Histogram|Summary|Info|Enum|MetricFamily)\(\s*"(closeloop_[a-z0-9_]+)"'
+)
 
 
 def _promtool(*args: str, cwd: Path = PROMETHEUS) -> subprocess.CompletedProcess[str]:
@@ -90,7 +94,7 @@ def _defined_metrics() -> set[str]:
     names: set[str] = set()
     sources = [*REPO.glob("shared/src/**/*.py"), *REPO.glob("services/*/src/**/*.py")]
     for path in sources:
-        for name in re.findall(r'"(closeloop_[a-z0-9_]+)"', path.read_text(encoding="utf-8")):
+        for name in DEFINITION.findall(path.read_text(encoding="utf-8")):
             names.update({name, f"{name}_bucket", f"{name}_sum", f"{name}_count"})
     return names
 

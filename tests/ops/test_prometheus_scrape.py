@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,52 +19,16 @@ import yaml
 
 from closeloop_devstack import infra
 from closeloop_devstack.demo import DemoTarget, all_requests
-from closeloop_devstack.stack import SERVICES, Ports, Stack, StackConfig
+from closeloop_devstack.stack import SERVICES, Stack
 from tests.deploy.tools import REPO, require_tool
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 RULES = REPO / "deploy" / "prometheus" / "rules"
-OWNER_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
 @pytest.fixture(scope="module")
-async def stack(
-    postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Stack]:
-    state = tmp_path_factory.mktemp("ops-stack")
-    state.chmod(0o755)
-    ports = Ports.free()
-    routing = state / "routing.yaml"
-    routing.write_text(
-        f"""owners:
-  - id: cx-team
-    notify:
-      - type: webhook
-        url: http://127.0.0.1:{ports.demo_owner}/owners/cx-team
-        secret: {OWNER_SECRET}
-rules: []
-default_owner: cx-team
-"""
-    )
-    running = Stack(
-        StackConfig(
-            state_dir=state,
-            routing_file=routing,
-            ports=ports,
-            database_url=infra.with_database(postgres_server_url, f"closeloop_ops_{ports.gateway}"),
-        )
-    )
-    try:
-        await running.start(timeout_s=120)
-        yield running
-    finally:
-        running.stop()
-        await infra.drop_database(running.database_url)
-
-
-@pytest.fixture(scope="module")
-def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def prometheus(ops_stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = require_tool("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus")
     config = {
@@ -73,7 +37,9 @@ def prometheus(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         "scrape_configs": [
             {
                 "job_name": f"closeloop-{service}",
-                "static_configs": [{"targets": [f"127.0.0.1:{stack.config.ports.of(service)}"]}],
+                "static_configs": [
+                    {"targets": [f"127.0.0.1:{ops_stack.config.ports.of(service)}"]}
+                ],
             }
             for service in SERVICES
         ],
@@ -143,8 +109,9 @@ async def _until(check: Any, what: str, timeout_s: float) -> None:
 
 
 async def test_prometheus_scrapes_every_service_and_the_key_series_move(
-    stack: Stack, prometheus: str
+    ops_stack: Stack, prometheus: str
 ) -> None:
+    stack = ops_stack
     async with httpx.AsyncClient(base_url=prometheus, timeout=5) as client:
 
         async def all_up() -> bool:

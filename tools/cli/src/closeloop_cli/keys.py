@@ -1,0 +1,73 @@
+"""API keys through the gateway's admin API (``/v1/admin/api-keys``).
+
+Rotation is done here, client-side: create a key with the same name and scopes, show its
+secret once, then revoke the old one (``--keep-old`` leaves both valid while clients move).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from closeloop_cli.output import OperatorError
+
+PATH = "/v1/admin/api-keys"
+
+
+@dataclass(frozen=True)
+class Rotation:
+    old: dict[str, Any]
+    new: dict[str, Any]
+    old_revoked: bool
+
+
+def _check(response: httpx.Response, action: str) -> None:
+    if response.is_success:
+        return
+    try:
+        error = response.json()["error"]
+        detail = f"{error.get('code')}: {error.get('detail')}"
+    except (ValueError, KeyError, TypeError):
+        detail = response.text[:200]
+    hint = ""
+    if response.status_code in {401, 403}:
+        hint = " (set CLOSELOOP_API_KEY to an admin key)"
+    raise OperatorError(f"{action} failed with {response.status_code} {detail}{hint}")
+
+
+async def list_keys(
+    client: httpx.AsyncClient, include_revoked: bool = True
+) -> list[dict[str, Any]]:
+    response = await client.get(PATH)
+    _check(response, "listing keys")
+    items: list[dict[str, Any]] = response.json()["items"]
+    return [k for k in items if include_revoked or k.get("revoked_at") is None]
+
+
+async def create_key(client: httpx.AsyncClient, name: str, scopes: list[str]) -> dict[str, Any]:
+    response = await client.post(PATH, json={"name": name, "scopes": scopes})
+    _check(response, f"creating key {name!r}")
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def revoke_key(client: httpx.AsyncClient, key_id: str) -> None:
+    response = await client.delete(f"{PATH}/{key_id}")
+    _check(response, f"revoking key {key_id}")
+
+
+async def rotate_key(
+    client: httpx.AsyncClient, key_id: str, keep_old: bool = False, name: str | None = None
+) -> Rotation:
+    keys = {k["id"]: k for k in await list_keys(client)}
+    old = keys.get(key_id)
+    if old is None:
+        raise OperatorError(f"no key with id {key_id} (see `closeloop keys list`)")
+    if old.get("revoked_at") is not None:
+        raise OperatorError(f"key {key_id} is already revoked; create a new one instead")
+    new = await create_key(client, name or old["name"], list(old["scopes"]))
+    if not keep_old:
+        await revoke_key(client, key_id)
+    return Rotation(old=old, new=new, old_revoked=not keep_old)
