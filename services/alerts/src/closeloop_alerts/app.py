@@ -6,14 +6,22 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from closeloop_alerts import repository
+from closeloop_alerts import kpis, repository
 from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.delivery import DeliveryDispatcher, RetryPolicy, make_client
-from closeloop_alerts.metrics import ALERTS_BREACHED, ALERTS_OPEN, OUTBOX_PENDING, TARGETS_UNHEALTHY
+from closeloop_alerts.metrics import (
+    ALERTS_BREACHED,
+    ALERTS_OPEN,
+    KPI_GAUGES,
+    KPI_WINDOW_S,
+    OUTBOX_PENDING,
+    TARGETS_UNHEALTHY,
+)
 from closeloop_alerts.notifiers import SmtpSettings
 from closeloop_alerts.outbox import OutboxRelay
 from closeloop_alerts.owners import OwnerStore
@@ -29,13 +37,14 @@ from closeloop_alerts.service import AlertIntake, Lifecycle, decode_event
 from closeloop_alerts.sla import SlaMonitor
 from closeloop_shared.config import DatabaseSettings, KafkaSettings
 from closeloop_shared.contracts.alerts import AlertPriority
+from closeloop_shared.contracts.feedback import Channel
 from closeloop_shared.db.engine import (
     DATABASE_UNAVAILABLE_ERRORS,
     create_engine,
     create_sessionmaker,
     ping,
 )
-from closeloop_shared.events import FeedbackScoredEvent, Topic
+from closeloop_shared.events import FeedbackScoredEvent, Topic, utcnow
 from closeloop_shared.http.observability import install_observability
 from closeloop_shared.kafka.consumer import BatchConsumer
 from closeloop_shared.kafka.producer import EventProducer
@@ -99,6 +108,29 @@ async def _every(interval_s: float, action: Callable[[], Awaitable[None]], name:
         except Exception as error:
             log.warning("periodic_task_failed", task=name, error=type(error).__name__)
         await asyncio.sleep(interval_s)
+
+
+async def refresh_kpi_gauges(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    end = utcnow()
+    async with sessionmaker() as session:
+        items, alerts = await kpis.load(session, end - timedelta(seconds=KPI_WINDOW_S), end)
+    rows = {row["key"]: row for row in kpis.aggregate(items, alerts, "channel")}
+    fields = {
+        "volume": "volume",
+        "negative_share": "negative_share",
+        "nps": "nps",
+        "csat": "csat",
+        "ces": "ces",
+        "alerts": "alerts",
+        "mtta_seconds": "mtta_s",
+        "mttr_seconds": "mttr_s",
+        "sla_compliance": "sla_compliance",
+    }
+    for channel in Channel:
+        row = rows.get(channel.value, {})
+        for gauge, field_name in fields.items():
+            value = row.get(field_name)
+            KPI_GAUGES[gauge].labels(channel.value).set(float(value) if value is not None else 0.0)
 
 
 def _start(runtime: Runtime, name: str, coroutine: Awaitable[None]) -> None:
@@ -218,6 +250,15 @@ def create_app(
                     settings.gauge_refresh_interval_s,
                     lambda: refresh_gauges(sessionmaker),
                     "gauge_refresh",
+                ),
+            )
+            _start(
+                runtime,
+                "kpi_gauges",
+                _every(
+                    settings.kpi_refresh_interval_s,
+                    lambda: refresh_kpi_gauges(sessionmaker),
+                    "kpi_gauge_refresh",
                 ),
             )
             runtime.consumer = BatchConsumer(

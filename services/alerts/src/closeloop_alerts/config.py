@@ -77,6 +77,7 @@ class AlertsSettings(ServiceSettings):
     sla_poll_interval_s: float = Field(default=5.0, gt=0)
     routing_reload_interval_s: float = Field(default=5.0, gt=0)
     spike_interval_s: float = Field(default=60.0, gt=0)
+    kpi_refresh_interval_s: float = Field(default=60.0, gt=0)
 
     @field_validator("delivery_schedule_s", mode="before")
     @classmethod

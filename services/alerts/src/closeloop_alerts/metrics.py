@@ -63,3 +63,20 @@ TARGETS_UNHEALTHY = Gauge(
     "closeloop_alerts_targets_unhealthy",
     "Notify targets marked unhealthy after repeated failures.",
 )
+
+# KPIs of the last 24 hours by channel (four channels: bounded), refreshed periodically.
+KPI_WINDOW_S = 86_400
+KPI_GAUGES = {
+    name: Gauge(f"closeloop_alerts_kpi_{name}", help_text, ["channel"])
+    for name, help_text in (
+        ("volume", "Feedback items of the last 24 h."),
+        ("negative_share", "Share of negative items of the last 24 h (0-1)."),
+        ("nps", "NPS of the last 24 h (-100..100)."),
+        ("csat", "CSAT of the last 24 h: % of ratings 4 or 5."),
+        ("ces", "Mean CES rating of the last 24 h (1-7)."),
+        ("alerts", "Alerts raised in the last 24 h."),
+        ("mtta_seconds", "Mean time to acknowledge of alerts raised in the last 24 h."),
+        ("mttr_seconds", "Mean time to resolve of alerts raised in the last 24 h."),
+        ("sla_compliance", "Share of alerts of the last 24 h that breached no SLA (0-1)."),
+    )
+}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -17,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from closeloop_alerts import repository, service
+from closeloop_alerts import kpis, repository, service
 from closeloop_alerts.models import OwnerRecord, TargetHealth
 from closeloop_alerts.owners import OwnerConflict, OwnerStore
 from closeloop_alerts.routing import EmailTarget, Owner, format_errors
@@ -37,6 +38,8 @@ from closeloop_alerts.schemas import (
     FeedbackDetailOut,
     FeedbackOut,
     JoinedItemOut,
+    KpiGroup,
+    KpiReport,
     OwnerList,
     OwnerOut,
     ReopenIn,
@@ -53,6 +56,7 @@ from closeloop_shared.contracts.sentiment import ScoredFeedback, Sentiment
 from closeloop_shared.http.observability import problem
 
 MAX_PAGE = 200
+MAX_KPI_DAYS = 366
 
 
 @dataclass(frozen=True)
@@ -414,3 +418,59 @@ async def dry_run(body: DryRunIn, context: Context) -> DryRunOut:
             for check in explanation.checks
         ],
     )
+
+
+@admin.get("/kpis", response_model=KpiReport, tags=["kpis"], responses=_ERRORS)
+async def get_kpis(
+    context: Context,
+    start: Annotated[datetime | None, Query(alias="from")] = None,
+    end: Annotated[datetime | None, Query(alias="to")] = None,
+    group_by: kpis.GroupBy = "channel",
+) -> KpiReport | JSONResponse:
+    """Volume, sentiment mix, NPS, CSAT, CES, alerts, MTTA, MTTR and SLA compliance over
+    ``[from, to)`` (default: the last 7 days), one row per group."""
+    end = end or context.lifecycle.clock()
+    start = start or end - timedelta(days=7)
+    if start.tzinfo is None or end.tzinfo is None:
+        return problem(422, "invalid_request", "from and to need a time zone (e.g. Z).")
+    if not start < end or end - start > timedelta(days=MAX_KPI_DAYS):
+        return problem(
+            422,
+            "invalid_range",
+            f"from must be before to, at most {MAX_KPI_DAYS} days apart.",
+        )
+    async with context.sessionmaker() as session:
+        items, alerts = await kpis.load(session, start, end)
+    rows = kpis.aggregate(items, alerts, group_by)
+    return KpiReport(
+        start=start,
+        end=end,
+        group_by=group_by,
+        groups=[KpiGroup.model_validate(row) for row in rows],
+        total=KpiGroup.model_validate(_total(items, alerts)),
+    )
+
+
+def _total(items: list[kpis.ItemFacts], alerts: list[kpis.AlertFacts]) -> dict[str, Any]:
+    """Everything as one group (an item counts once, whatever its topics)."""
+    flat_items = [
+        kpis.ItemFacts("all", None, None, (), None, i.label, i.rating_type, i.rating_value)
+        for i in items
+    ]
+    flat_alerts = [
+        kpis.AlertFacts(
+            "all",
+            None,
+            None,
+            (),
+            a.owner,
+            a.created_at,
+            a.acknowledged_at,
+            a.resolved_at,
+            a.has_sla,
+            a.breached,
+        )
+        for a in alerts
+    ]
+    rows = kpis.aggregate(flat_items, flat_alerts, "channel")
+    return rows[0] if rows else kpis.Group("all").report()

@@ -421,3 +421,37 @@ class DryRunOut(_Out):
     reason: str
     evaluation: Literal["first_match", "most_specific"]
     rules: list[RuleCheckOut] = Field(description="Every rule in evaluation order.")
+
+
+# --- KPIs -------------------------------------------------------------------------------------
+
+
+class SentimentMix(_Out):
+    negative: int
+    neutral: int
+    positive: int
+
+
+class KpiGroup(_Out):
+    key: str = Field(description="The group's value, or (none).")
+    volume: int
+    sentiment: SentimentMix
+    negative_share: float | None
+    nps: float | None = Field(description="% promoters (9-10) minus % detractors (0-6).")
+    nps_responses: int
+    csat: float | None = Field(description="% of CSAT ratings that are 4 or 5.")
+    csat_responses: int
+    ces: float | None = Field(description="Mean CES rating (1-7).")
+    ces_responses: int
+    alerts: int
+    mtta_s: float | None = Field(description="Mean seconds from raise to acknowledgement.")
+    mttr_s: float | None = Field(description="Mean seconds from raise to resolution.")
+    sla_compliance: float | None = Field(description="Share of alerts that breached no SLA.")
+
+
+class KpiReport(_Out):
+    start: datetime
+    end: datetime
+    group_by: str
+    groups: list[KpiGroup]
+    total: KpiGroup
