@@ -626,7 +626,8 @@ async def send_all(
     stats = SendStats(requests=len(plan.requests))
     queue: asyncio.Queue[Request] = asyncio.Queue()
     for request in plan.requests:
-        queue.put_nowait(request)
+        if not (request.status and 200 <= request.status < 300):  # accepted in an earlier round
+            queue.put_nowait(request)
     started = time.monotonic()
     deadline = started + deadline_s
     accepted_items = 0
@@ -784,8 +785,10 @@ def count(
     plan: LoadPlan,
     stored: Stored,
     deliveries: list[Delivery],
+    maybe_stored: frozenset[str] = frozenset(),
     **extra: Any,
 ) -> Counts:
+    """``maybe_stored``: ids sent outside the plan that got no 2xx, so may or may not be stored."""
     sent = {item.id: item for item in plan.items}
     accepted = {i for request in plan.requests for i in request.accepted_ids}
     negative_ids = {i for i in sent if sent[i].negative}
@@ -803,7 +806,7 @@ def count(
         stored_feedback=len(stored.feedback),
         stored_duplicates=sum(n - 1 for n in stored.feedback.values()),
         accepted_missing=len(accepted - set(stored.feedback)),
-        stored_not_sent=len(set(stored.feedback) - set(sent)),
+        stored_not_sent=len(set(stored.feedback) - set(sent) - maybe_stored),
         scored=len(stored.scores),
         scored_more_than_once=sum(1 for labels in stored.scores.values() if len(labels) > 1),
         wrong_labels=sum(
@@ -871,7 +874,7 @@ async def topic_records(bootstrap_servers: str, topic: str, timeout_s: float = 5
     try:
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
-            await consumer.force_metadata_update()
+            await consumer.topics()  # refreshes the metadata
             partitions = consumer.partitions_for_topic(topic) or set()
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         if not tps:
@@ -899,7 +902,7 @@ async def end_offsets(bootstrap_servers: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.force_metadata_update()
+        await consumer.topics()  # refreshes the metadata
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
         return sum((await consumer.end_offsets(tps)).values()) if tps else 0
     finally:
@@ -915,7 +918,7 @@ async def committed_total(bootstrap_servers: str, group: str, topic: str) -> int
     )
     await consumer.start()
     try:
-        await consumer.force_metadata_update()
+        await consumer.topics()  # refreshes the metadata
         total = 0
         for partition in consumer.partitions_for_topic(topic) or set():
             total += await consumer.committed(TopicPartition(topic, partition)) or 0
