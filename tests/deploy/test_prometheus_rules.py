@@ -23,6 +23,10 @@ PENDING_METRICS = {
     "closeloop_alerts_time_to_acknowledge_seconds",
     "closeloop_alerts_time_to_resolve_seconds",
     "closeloop_sentiment_feedback_scored_total",
+    # The alerts service's 24-hour KPI gauges (being added with the alerts lifecycle work).
+    "closeloop_alerts_kpi_mtta_seconds",
+    "closeloop_alerts_kpi_mttr_seconds",
+    "closeloop_alerts_kpi_sla_compliance",
 }
 METRIC_NAME = re.compile(r"\bcloseloop_[a-z0-9_]+")
 # A metric's registration: Counter("closeloop_...", ...), GaugeMetricFamily("closeloop_...", ...).

@@ -37,6 +37,8 @@ default_owner: cx-team
             routing_file=routing,
             ports=ports,
             database_url=infra.with_database(postgres_server_url, f"closeloop_ops_{ports.gateway}"),
+            # The owner endpoint is the local demo owner: allow its loopback address.
+            extra_env={"CLOSELOOP_OUTBOUND_ALLOWLIST": "127.0.0.1"},
         )
     )
     try:

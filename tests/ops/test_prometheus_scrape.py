@@ -172,12 +172,26 @@ async def test_prometheus_scrapes_every_service_and_the_key_series_move(
         assert all("partition" in s["metric"] for s in lag)
         pools = await _query(client, 'closeloop_db_pool_connections{state="in_use"}')
         assert {s["metric"]["pool"] for s in pools} >= {"closeloop-gateway"}, pools
-        channels = await _query(
-            client, "sum by (channel) (closeloop_ingest_feedback_by_touchpoint_total)"
-        )
-        assert {s["metric"]["channel"] for s in channels} == {"hotline", "email", "social", "app"}
+
+        async def every_channel() -> bool:
+            by_channel = await _query(
+                client, "sum by (channel) (closeloop_ingest_feedback_by_touchpoint_total)"
+            )
+            return {s["metric"]["channel"] for s in by_channel} == {
+                "hotline",
+                "email",
+                "social",
+                "app",
+            }
+
+        await _until(every_channel, "feedback by touchpoint for all four channels", 15)
         assert await _query(client, "closeloop_http_request_duration_seconds_bucket")
-        assert await _query(client, 'closeloop_alerts_notifications_total{outcome="delivered"}')
+
+        async def delivered() -> bool:
+            query = 'sum(closeloop_alerts_notifications_total{outcome="delivered"})'
+            return await _scalar(client, query) >= negatives
+
+        await _until(delivered, "a delivered notification for every negative item", 30)
 
         # The recording rules evaluate against the real series.
         async def recorded() -> bool:

@@ -14,6 +14,7 @@ import httpx
 from closeloop_cli.output import OperatorError
 
 PATH = "/v1/admin/api-keys"
+BOOTSTRAP_NAME = "bootstrap-admin"
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ async def rotate_key(
     old = keys.get(key_id)
     if old is None:
         raise OperatorError(f"no key with id {key_id} (see `closeloop keys list`)")
+    if old["name"] == BOOTSTRAP_NAME:
+        raise OperatorError(
+            "the bootstrap admin key is rotated by setting a new CLOSELOOP_BOOTSTRAP_ADMIN_KEY "
+            "and restarting the gateway (the previous one is then revoked)"
+        )
     if old.get("revoked_at") is not None:
         raise OperatorError(f"key {key_id} is already revoked; create a new one instead")
     new = await create_key(client, name or old["name"], list(old["scopes"]))
