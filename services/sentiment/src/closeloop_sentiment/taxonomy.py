@@ -48,14 +48,15 @@ class Topic:
     exclude_english: re.Pattern[str] | None
     exclude_chinese: tuple[str, ...]
 
-    def matches(self, lowered: str) -> bool:
+    def matches(self, lowered: str, chinese: bool = True) -> bool:
+        """``chinese=False`` skips the Chinese terms (the text has no Han characters)."""
         if self.exclude_english is not None and self.exclude_english.search(lowered):
             return False
-        if any(term in lowered for term in self.exclude_chinese):
+        if chinese and any(term in lowered for term in self.exclude_chinese):
             return False
         if self.english is not None and self.english.search(lowered):
             return True
-        return any(term in lowered for term in self.chinese)
+        return chinese and any(term in lowered for term in self.chinese)
 
 
 def _terms(raw: Any, where: str) -> list[str]:
@@ -131,4 +132,5 @@ class Taxonomy:
     def tag(self, text: str) -> list[str]:
         """Every topic the text mentions, in taxonomy order."""
         lowered = text.lower()
-        return [topic.name for topic in self.topics if topic.matches(lowered)]
+        chinese = _HAN.search(lowered) is not None
+        return [topic.name for topic in self.topics if topic.matches(lowered, chinese)]

@@ -47,7 +47,7 @@ _ENGLISH: dict[str, str] = {
       | \bcompetitor\b | \border(?:ed)?\s+elsewhere\b | \bgo\s+elsewhere\b | \blooking\s+at\s+other\b
     """,
     "regulator": r"""
-        \bregulator\b | \bombudsman\b | \bbetter\s+business\s+bureau\b | \bbbb\b | \bftc\b | \bcfpb\b
+        \bregulator\b | \b12315\b | \bombudsman\b | \bbetter\s+business\s+bureau\b | \bbbb\b | \bftc\b | \bcfpb\b
       | \bofcom\b | \bofgem\b | \bfca\b | \bfcc\b | \btrading\s+standards\b | \bconsumer\s+protection\b
       | \battorney\s+general\b | \bformal(?:ly)?\s+complain | \bfile\s+a\s+complaint\b | \bfiling\s+a\s+complaint\b
       | \breport(?:ing|ed)?\s+(?:you|this|it)?\s*to\s+(?:the\s+)?(?:regulator|authorities|police)\b
@@ -56,11 +56,14 @@ _ENGLISH: dict[str, str] = {
     "legal": r"""
         \blawyers?\b | \battorneys?\b | \bsolicitors?\b | \blegal\s+(?:action|notice|proceedings|team)\b
       | \bsu(?:e|ing)\s+(?:you|your|the)\b | \blawsuit\b | \bcourt\b | \bproceedings\b
+      | \bgdpr\b | \bccpa\b | \bunder\s+(?:the\s+)?(?:law|data\s+protection)\b
     """,
     "repeat_contact": rf"""
         \b{_ORDINAL}\s+(?:time|email|call|complaint)\b | \b{_NUMBER}\s+times\b
       | \b(?:called|contacted|emailed|written|rang|phoned)\s+(?:you\s+|your\s+company\s+)?(?:{_NUMBER}\s+times|again|repeatedly|multiple\s+times|several\s+times)\b
-      | \b(?:calling|writing|emailing)\s+again\b | \bagain\b | \bevery\s+(?:single\s+)?time\b
+      | \b(?:calling|writing|emailing)\s+again\b | \b(?:yet|once)\s+again\b | \bagain\s+and\s+again\b
+      | \b(?:happened|charged|broke|broken|down|late|crashed|failed|lost|locked|up)\s+(?:\w+\s+){0, 3}?again\b
+      | \bevery\s+(?:single\s+)?time\b
       | \bin\s+a\s+row\b | \bkeep\s+(?:not\s+)?(?:fixing|saying|telling|getting)\b | \bstill\s+(?:not|no)\b
       | \b(?:last|previous)\s+(?:week|time)\s+too\b | \braised\s+this\s+{_NUMBER}\s+times\b
     """,
@@ -74,6 +77,7 @@ _ENGLISH: dict[str, str] = {
         \bfraud(?:ulent)?\b | \bscam(?:med)?\b | \bhack(?:ed)?\b | \bstolen\b | \bunauthori[sz]ed\b | \bidentity\s+theft\b
       | \bwithout\s+my\s+(?:permission|consent|authori[sz]ation)\b | \bdidn'?t\s+(?:do|authori[sz]e)\s+that\b
       | \bsomeone\s+(?:logged|changed|took|just\s+took|ordered|used)\b | \bdata\s+breach\b
+      | \bsecurity\s+(?:issue|problem|breach|hole)\b | \bdata\s+leak\b
     """,
 }
 
@@ -81,10 +85,10 @@ _CHINESE: dict[str, str] = {
     "cancel": r"销户|注销|退订|取消(?:我的|订阅|会员|合约|套餐|业务|自动续费)?|不续约|解约|退卡|再也不(?:买|来|用|点|坐)|卸载",
     "switch_provider": r"携号转网|转网|换(?:到)?(?:联通|移动|电信|运营商|别家|一家)|换到别家|去别家|别家买|看别家|换了一家",
     "regulator": r"12315|12345|消协|消费者协会|工信部|银保监|金融监管|市场监管|监管部门|投诉到|举报|申诉|拒付",
-    "legal": r"律师|起诉|法院|诉讼|打官司|律师函|法律途径",
-    "repeat_contact": rf"第{_CN_NUMBER}次|{_CN_NUMBER}次(?:了|电话|邮件)|多次|反复|又(?:打来|来了|打|发|把)|一直(?:没|不)|每次都|还是没|总是|连续{_CN_NUMBER}",
+    "legal": r"律师|起诉|法院|诉讼|打官司|律师函|法律途径|个人信息保护法|消费者权益保护法|依法",
+    "repeat_contact": rf"第{_CN_NUMBER}次|{_CN_NUMBER}次(?:了|电话|邮件)|多次|反复|又(?:打来|来了|打|发|把)|一直(?:没|不)|每次|还是没|上周也|也(?:检测|试|打|问)过|连续{_CN_NUMBER}",
     "safety": r"起火|着火|冒烟|火花|烧黑|烧焦|爆炸|漏电|触电|被电|煤气味|燃气泄漏|受伤|流血|住院|出人命|车祸|失灵|玻璃碴|安全隐患|危险|召回",
-    "fraud": r"盗刷|被盗|盗号|诈骗|被人转走|转走了|没经过我的同意|未经(?:我的)?同意|泄露|外地登录",
+    "fraud": r"盗刷|被盗|盗号|诈骗|被人转走|转走了|没经过我的同意|未经(?:我的)?同意|泄露|外地登录|安全问题|安全漏洞",
 }
 
 
@@ -92,7 +96,8 @@ def _compile(patterns: dict[str, str], flags: int) -> list[tuple[str, re.Pattern
     return [(kind, re.compile(pattern, flags)) for kind, pattern in patterns.items()]
 
 
-_PATTERNS = _compile(_ENGLISH, re.IGNORECASE | re.VERBOSE) + _compile(_CHINESE, 0)
+_ENGLISH_PATTERNS = _compile(_ENGLISH, re.IGNORECASE | re.VERBOSE)
+_CHINESE_PATTERNS = _compile(_CHINESE, 0)
 CUE_KINDS: tuple[str, ...] = tuple(_ENGLISH)
 
 
@@ -120,7 +125,10 @@ def assess(text: str) -> UrgencyResult:
     """The urgency of a text and the cues behind it (first match of each kind)."""
     lowered = text.replace("\u2019", "'")
     cues: dict[str, str] = {}
-    for kind, pattern in _PATTERNS:
+    # The Chinese patterns need Chinese characters (or 12315, which ASCII
+    # text spells out the same way, so it is also an English regulator cue).
+    patterns = _ENGLISH_PATTERNS if lowered.isascii() else _ENGLISH_PATTERNS + _CHINESE_PATTERNS
+    for kind, pattern in patterns:
         if kind in cues:
             continue
         match = pattern.search(lowered)

