@@ -17,10 +17,12 @@ from standardwebhooks import Webhook
 
 from closeloop_alerts.app import create_app
 from closeloop_alerts.config import AlertsSettings
+from closeloop_alerts.outbox import CUSTOMER_REPLY_TOPIC
 from closeloop_shared.config import DatabaseSettings, KafkaSettings
+from closeloop_shared.contracts.alerts import AlertLifecycle
 from closeloop_shared.contracts.feedback import Channel
 from closeloop_shared.contracts.sentiment import ScoredFeedback, SentimentLabel
-from closeloop_shared.events import AlertLifecycleEvent, EventType, Topic, encode
+from closeloop_shared.events import CloudEvent, EventType, Topic, encode
 from closeloop_shared.kafka.producer import EventProducer, OutgoingMessage
 from tests.alerts.support import SECRET, WebhookReceiver, routing_yaml, scored, scored_event
 
@@ -44,7 +46,7 @@ class LifecycleLog:
     """Reads ALERT_LIFECYCLE from the beginning, in the background."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
-        self.events: list[tuple[bytes | None, AlertLifecycleEvent]] = []
+        self.events: list[tuple[bytes | None, CloudEvent[AlertLifecycle]]] = []
         self._consumer = AIOKafkaConsumer(
             Topic.ALERT_LIFECYCLE.value,
             bootstrap_servers=kafka.bootstrap_servers,
@@ -60,7 +62,9 @@ class LifecycleLog:
 
     async def _run(self) -> None:
         async for record in self._consumer:
-            self.events.append((record.key, AlertLifecycleEvent.model_validate_json(record.value)))
+            # Generic envelope: the lifecycle topic also carries reopened, escalated, ...
+            event = CloudEvent[AlertLifecycle].model_validate_json(record.value)
+            self.events.append((record.key, event))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -68,18 +72,24 @@ class LifecycleLog:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.stop()
 
-    def of(self, alert_id: str) -> list[tuple[bytes | None, AlertLifecycleEvent]]:
+    def of(self, alert_id: str) -> list[tuple[bytes | None, CloudEvent[AlertLifecycle]]]:
         return [(key, e) for key, e in self.events if str(e.data.alert_id) == alert_id]
 
 
 @pytest.fixture(scope="module")
+def routing_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tmp_path_factory.mktemp("alerts")) / "routing.yaml"
+
+
+@pytest.fixture(scope="module")
 async def api(
+    routing_path: Path,
     alerts_database_url: str,
     kafka_settings: KafkaSettings,
     receiver: WebhookReceiver,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    routing_file = Path(tmp_path_factory.mktemp("alerts")) / "routing.yaml"
+    routing_file = routing_path
     routing_file.write_text(routing_yaml(receiver.url("/hotline"), receiver.url("/cx")))
     settings = AlertsSettings(
         routing_file=routing_file,
@@ -87,6 +97,7 @@ async def api(
         delivery_jitter=0.0,
         # The receiver is on loopback, which the SSRF guard blocks unless allowed.
         outbound_allowlist=("127.0.0.1",),
+        routing_reload_interval_s=0.2,
         delivery_poll_interval_s=0.1,
         outbox_poll_interval_s=0.1,
         gauge_refresh_interval_s=0.2,
@@ -260,7 +271,7 @@ async def test_acknowledge_resolve_audit_and_lifecycle_events(
     assert detail["feedback"]["id"] == str(item.feedback.id)
     assert detail["sentiment"]["label"] == "negative"
 
-    async def three_events() -> list[tuple[bytes | None, AlertLifecycleEvent]] | None:
+    async def three_events() -> list[tuple[bytes | None, CloudEvent[AlertLifecycle]]] | None:
         events = lifecycle.of(alert_id)
         return events if len(events) >= 3 else None
 
@@ -343,3 +354,246 @@ async def test_metrics_are_exported(api: httpx.AsyncClient) -> None:
     ):
         assert name in text
     assert 'closeloop_alerts_notifications_total{outcome="delivered",target_type="webhook"}' in text
+
+
+# --- Lifecycle, owners, routing and KPIs over HTTP ----------------------------------------------
+
+
+class ReplyLog:
+    """Reads the customer-reply topic from the beginning."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self.events: list[tuple[bytes | None, dict[str, Any]]] = []
+        self._consumer = AIOKafkaConsumer(
+            CUSTOMER_REPLY_TOPIC,
+            bootstrap_servers=kafka.bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        async for record in self._consumer:
+            self.events.append((record.key, orjson.loads(record.value)))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+
+async def test_lifecycle_over_http_with_a_customer_reply_on_kafka(
+    api: httpx.AsyncClient,
+    producer: EventProducer,
+    lifecycle: LifecycleLog,
+    kafka_settings: KafkaSettings,
+) -> None:
+    item = scored(channel=Channel.SOCIAL)
+    await publish(producer, item)
+    alert_id = (await alert_of(api, item))["id"]
+    base = f"/v1/alerts/{alert_id}"
+
+    assigned = await api.post(
+        f"{base}/assign", json={"assignee": "ana", "owner": "hotline-team"}, headers=ACTOR
+    )
+    assert assigned.status_code == 200, assigned.text
+    assert (assigned.json()["assignee"], assigned.json()["owner"]) == ("ana", "hotline-team")
+    assert (await api.post(f"{base}/assign", json={}, headers=ACTOR)).status_code == 422
+    unknown = await api.post(f"{base}/assign", json={"owner": "nobody"}, headers=ACTOR)
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (422, "unknown_owner")
+
+    commented = await api.post(f"{base}/comments", json={"text": "Called twice."}, headers=ACTOR)
+    assert commented.status_code == 200
+    nul = await api.post(f"{base}/comments", json={"text": "a\x00b"}, headers=ACTOR)
+    assert nul.status_code == 422
+
+    escalated = await api.post(f"{base}/escalate", json={"to_owner": "cx-team"}, headers=ACTOR)
+    assert escalated.status_code == 200
+    assert (escalated.json()["escalation_level"], escalated.json()["escalated_to"]) == (
+        1,
+        "cx-team",
+    )
+    nowhere = await api.post(f"{base}/escalate", json={}, headers=ACTOR)
+    assert nowhere.json()["error"]["code"] == "no_escalation_owner"
+
+    replies = ReplyLog(kafka_settings)
+    await replies.start()
+    try:
+        resolved = await api.post(
+            f"{base}/resolve",
+            json={
+                "note": "Replaced the order",
+                "root_cause": "shipping-damage",
+                "customer_reply": "Sorry! A replacement is on its way.",
+            },
+            headers=ACTOR,
+        )
+        assert resolved.status_code == 200, resolved.text
+        assert resolved.json()["root_cause"] == "shipping-damage"
+        assert resolved.json()["customer_reply"]["status"] == "pending"
+
+        async def reply() -> dict[str, Any] | None:
+            mine = [e for k, e in replies.events if e["data"]["alert_id"] == alert_id]
+            return mine[0] if mine else None
+
+        event = await eventually(reply)
+    finally:
+        await replies.stop()
+    assert event["data"]["channel"] == "social"
+    assert event["data"]["contact"] == {"id": "c-1", "name": "Dana Example"}
+    assert event["data"]["text"] == "Sorry! A replacement is on its way."
+
+    async def published() -> dict[str, Any] | None:
+        detail: dict[str, Any] = (await api.get(base)).json()
+        return detail if detail["customer_reply"]["status"] == "published" else None
+
+    await eventually(published)
+    sent = await api.post(f"{base}/customer-reply", json={"status": "sent"}, headers=ACTOR)
+    assert sent.json()["customer_reply"]["status"] == "sent"
+
+    reopened = await api.post(f"{base}/reopen", json={"note": "Broken again"}, headers=ACTOR)
+    assert (reopened.status_code, reopened.json()["status"]) == (200, "open")
+    twice = await api.post(f"{base}/reopen", json={"note": "x"}, headers=ACTOR)
+    assert twice.status_code == 409
+
+    detail = (await api.get(base)).json()
+    assert [h["type"] for h in detail["history"]] == [
+        "raised",
+        "assigned",
+        "commented",
+        "escalated",
+        "resolved",
+        "customer_reply_sent",
+        "reopened",
+    ]
+    assert {d["owner"] for d in detail["deliveries"]} >= {"cx-team", "hotline-team"}
+    assert detail["sla"]["acknowledge_due_at"] is not None
+
+    async def all_events() -> list[str] | None:
+        # At least once: a retried publish may repeat an event; its id stays the same.
+        unique = {e.id: e.type for _, e in lifecycle.of(alert_id)}
+        types = list(unique.values())
+        return types if len(types) >= 6 else None
+
+    assert await eventually(all_events) == [
+        "com.closeloop.alert.raised.v1",
+        "com.closeloop.alert.assigned.v1",
+        "com.closeloop.alert.commented.v1",
+        "com.closeloop.alert.escalated.v1",
+        "com.closeloop.alert.resolved.v1",
+        "com.closeloop.alert.reopened.v1",
+    ]
+
+
+async def test_owners_admin_api_and_hot_reload(api: httpx.AsyncClient, routing_path: Path) -> None:
+    listed = (await api.get("/v1/owners")).json()["items"]
+    assert {o["id"]: o["managed_by"] for o in listed} == {
+        "cx-team": "file",
+        "hotline-team": "file",
+    }
+    [target] = next(o for o in listed if o["id"] == "cx-team")["targets"]
+    assert (target["type"], target["host"], target["signed"]) == ("webhook", "127.0.0.1", True)
+    assert "url" not in target
+    assert "secret" not in str(listed)
+
+    owner = {
+        "name": "Night shift",
+        "timezone": "Asia/Shanghai",
+        "working_hours": {"days": ["mon", "tue"], "start": "20:00", "end": "23:30"},
+        "escalation_owner": "cx-team",
+        "notify": [{"type": "slack", "url": "https://hooks.slack.com/services/T/B/secret"}],
+    }
+    created = await api.put("/v1/owners/night-shift", json=owner)
+    assert created.status_code == 201, created.text
+    assert created.json()["working_hours"] == {
+        "days": ["mon", "tue"],
+        "start": "20:00",
+        "end": "23:30",
+    }
+    assert "secret" not in created.text
+    replaced = await api.put("/v1/owners/night-shift", json={**owner, "name": "Nights"})
+    assert (replaced.status_code, replaced.json()["name"]) == (200, "Nights")
+    assert (await api.get("/v1/owners/night-shift")).json()["managed_by"] == "api"
+
+    bad = await api.put("/v1/owners/x", json={"timezone": "Mars/Base"})
+    assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_owner")
+    assert any("timezone" in p for p in bad.json()["error"]["problems"])
+    dangling = await api.put("/v1/owners/y", json={"escalation_owner": "ghost"})
+    assert dangling.status_code == 409
+    assert (await api.put("/v1/owners/z", json={"id": "other"})).status_code == 422
+
+    from_file = await api.delete("/v1/owners/cx-team")
+    assert from_file.status_code == 409
+    assert (await api.delete("/v1/owners/night-shift")).status_code == 204
+    assert (await api.delete("/v1/owners/night-shift")).status_code == 404
+    assert (await api.get("/v1/owners/night-shift")).status_code == 404
+
+    # Editing the routing file takes effect without a restart.
+    original = await asyncio.to_thread(routing_path.read_text)
+    edited = original.replace("owners:\n", "owners:\n  - id: weekend\n", 1)
+    await asyncio.to_thread(routing_path.write_text, edited)
+    try:
+
+        async def reloaded() -> bool | None:
+            return True if (await api.get("/v1/owners/weekend")).status_code == 200 else None
+
+        await eventually(reloaded, timeout_s=10)
+    finally:
+        await asyncio.to_thread(routing_path.write_text, original)
+
+    async def gone() -> bool | None:
+        return True if (await api.get("/v1/owners/weekend")).status_code == 404 else None
+
+    await eventually(gone, timeout_s=10)
+
+
+async def test_routing_dry_run_explains_the_decision(api: httpx.AsyncClient) -> None:
+    body = {
+        "feedback": {
+            "channel": "hotline",
+            "external_id": "dry-1",
+            "text": "Nobody answers the phone",
+            "occurred_at": "2026-11-22T10:00:00Z",
+        },
+        "sentiment": {"label": "negative", "score": -0.9, "topics": ["wait"]},
+    }
+    answer = await api.post("/v1/routing/dry-run", json=body)
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["alert"], result["rule_id"], result["owner"], result["priority"]) == (
+        True,
+        "hotline-negative",
+        "hotline-team",
+        "high",
+    )
+    assert result["sla"]["acknowledge_s"] == 3600
+    assert result["rules"] == [{"rule_id": "hotline-negative", "matched": True, "failed": []}]
+    email = {**body, "feedback": {**body["feedback"], "channel": "email"}}  # type: ignore[dict-item]
+    other = (await api.post("/v1/routing/dry-run", json=email)).json()
+    assert (other["owner"], other["rule_id"]) == ("cx-team", None)
+    assert other["rules"][0]["failed"] == ["channel"]
+    positive = {**body, "sentiment": {"label": "positive", "score": 0.9}}
+    assert (await api.post("/v1/routing/dry-run", json=positive)).json()["alert"] is False
+    assert (await api.post("/v1/routing/dry-run", json={"feedback": {}})).status_code == 422
+
+
+async def test_kpis_over_http(api: httpx.AsyncClient) -> None:
+    report = await api.get("/v1/kpis", params={"group_by": "channel"})
+    assert report.status_code == 200, report.text
+    data = report.json()
+    assert data["group_by"] == "channel"
+    assert data["total"]["volume"] >= 1
+    assert {g["key"] for g in data["groups"]} <= {"hotline", "email", "social", "app"}
+    bad_range = await api.get(
+        "/v1/kpis", params={"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
+    )
+    assert (bad_range.status_code, bad_range.json()["error"]["code"]) == (422, "invalid_range")
+    naive = await api.get("/v1/kpis", params={"from": "2026-11-01T00:00:00"})
+    assert naive.status_code == 422
+    assert (await api.get("/v1/kpis", params={"group_by": "customer"})).status_code == 422

@@ -399,6 +399,92 @@ async def test_alert_routes_check_ids_and_filters(
     assert len(alerts.received) == before
 
 
+@pytest.mark.parametrize(
+    ("suffix", "body"),
+    [
+        ("reopen", b'{"note": "The customer wrote again."}'),
+        ("assign", b'{"assignee": "ana@example.com", "owner": "billing"}'),
+        ("comments", b'{"text": "Called, no answer."}'),
+        ("escalate", b'{"to_owner": "leads"}'),
+        ("customer-reply", b'{"status": "sent"}'),
+        (
+            "resolve",
+            b'{"note": "Refunded", "root_cause": "billing-error", "customer_reply": "Sorry!"}',
+        ),
+    ],
+)
+async def test_lifecycle_actions_forward_their_json_body(
+    gateway: httpx.AsyncClient, alerts: FakeUpstream, support_key: str, suffix: str, body: bytes
+) -> None:
+    alerts.default = Reply(200, b"{}")
+    alert_id = uuid.uuid4()
+    path = f"/v1/alerts/{alert_id}/{suffix}"
+    response = await gateway.post(
+        path, content=body, headers={**bearer(support_key), "Content-Type": "application/json"}
+    )
+    assert response.status_code == 200
+    seen = alerts.last(path)
+    assert (seen.method, seen.body) == ("POST", body)
+    assert seen.header("x-closeloop-actor") == "support desk"
+    wrong_type = await gateway.post(
+        path, content=body, headers={**bearer(support_key), "Content-Type": "text/plain"}
+    )
+    assert wrong_type.status_code == 415
+
+
+async def test_owner_routes_need_admin_to_change_and_forward(
+    gateway: httpx.AsyncClient, alerts: FakeUpstream, support_key: str
+) -> None:
+    alerts.default = Reply(200, b'{"items": []}')
+    listed = await gateway.get("/v1/owners", headers=bearer(support_key))
+    assert listed.status_code == 200
+    assert alerts.last("/v1/owners").method == "GET"
+    assert (await gateway.get("/v1/owners/cx-team", headers=bearer(support_key))).is_success
+    owner = b'{"notify": [], "timezone": "Asia/Shanghai", "escalation_owner": "leads"}'
+    json_headers = {"Content-Type": "application/json"}
+    refused = await gateway.put(
+        "/v1/owners/cx-team", content=owner, headers={**bearer(support_key), **json_headers}
+    )
+    assert refused.status_code == 403
+    assert refused.json()["error"]["required_scope"] == "admin"
+    alerts.script("/v1/owners/new-team", Reply(201, b"{}"), Reply(204, b""))
+    created = await gateway.put(
+        "/v1/owners/new-team", content=owner, headers={**bearer(ADMIN_KEY), **json_headers}
+    )
+    assert created.status_code == 201
+    assert alerts.last("/v1/owners/new-team").body == owner
+    deleted = await gateway.delete("/v1/owners/new-team", headers=bearer(ADMIN_KEY))
+    assert deleted.status_code == 204
+    assert alerts.last("/v1/owners/new-team").method == "DELETE"
+    before = len(alerts.received)
+    bad = await gateway.get("/v1/owners/..%2Fadmin", headers=bearer(support_key))
+    assert bad.status_code in (404, 422)
+    assert len(alerts.received) == before
+
+
+async def test_dry_run_and_kpis_are_forwarded(
+    gateway: httpx.AsyncClient, alerts: FakeUpstream, support_key: str
+) -> None:
+    alerts.default = Reply(200, b"{}")
+    body = b'{"feedback": {}, "sentiment": {"label": "negative", "score": -0.8}}'
+    dry = await gateway.post(
+        "/v1/routing/dry-run",
+        content=body,
+        headers={**bearer(support_key), "Content-Type": "application/json"},
+    )
+    assert dry.status_code == 200
+    assert alerts.last("/v1/routing/dry-run").body == body
+    kpis = await gateway.get(
+        "/v1/kpis?from=2026-11-01T00:00:00Z&group_by=topic", headers=bearer(support_key)
+    )
+    assert kpis.status_code == 200
+    assert alerts.last("/v1/kpis").query == b"from=2026-11-01T00:00:00Z&group_by=topic"
+    before = len(alerts.received)
+    bad = await gateway.get("/v1/kpis?group_by=customer", headers=bearer(support_key))
+    assert bad.status_code == 422
+    assert len(alerts.received) == before
+
+
 # --- API keys ---------------------------------------------------------------------------------
 
 
@@ -497,6 +583,17 @@ PUBLIC_OPERATIONS = {
     ("/v1/alerts/{alert_id}/acknowledge", "post"),
     ("/v1/alerts/{alert_id}/resolve", "post"),
     ("/v1/feedback/{feedback_id}", "get"),
+    ("/v1/alerts/{alert_id}/reopen", "post"),
+    ("/v1/alerts/{alert_id}/assign", "post"),
+    ("/v1/alerts/{alert_id}/comments", "post"),
+    ("/v1/alerts/{alert_id}/escalate", "post"),
+    ("/v1/alerts/{alert_id}/customer-reply", "post"),
+    ("/v1/owners", "get"),
+    ("/v1/owners/{owner_id}", "get"),
+    ("/v1/owners/{owner_id}", "put"),
+    ("/v1/owners/{owner_id}", "delete"),
+    ("/v1/routing/dry-run", "post"),
+    ("/v1/kpis", "get"),
     ("/v1/admin/api-keys", "post"),
     ("/v1/admin/api-keys", "get"),
     ("/v1/admin/api-keys/{key_id}", "delete"),

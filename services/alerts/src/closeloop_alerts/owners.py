@@ -91,9 +91,16 @@ class OwnerStore:
         return self.state.router.config
 
     async def seed(self, config: RoutingConfig) -> None:
-        """Write the file's owners (those not taken over by the admin API)."""
+        """Write the file's owners (those not taken over by the admin API); file owners
+        that left the file are removed."""
         now = self._clock()
         async with self._sessionmaker() as session, session.begin():
+            await session.execute(
+                delete(OwnerRecord).where(
+                    OwnerRecord.managed_by == "file",
+                    OwnerRecord.id.not_in([owner.id for owner in config.owners]),
+                )
+            )
             for owner in config.owners:
                 statement = insert(OwnerRecord).values(
                     id=owner.id,

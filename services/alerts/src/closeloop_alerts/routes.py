@@ -48,6 +48,7 @@ from closeloop_alerts.schemas import (
     SentimentOut,
     TargetOut,
     WorkingHoursOut,
+    refuse_nul,
 )
 from closeloop_alerts.sla import deadlines
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
@@ -346,6 +347,10 @@ async def put_owner(
     """Create or replace an owner: the routing file's owner mapping (``notify``,
     ``timezone``, ``working_hours``, ``escalation_owner``). Takes effect at once here and
     within ``routing_reload_interval_s`` on other replicas."""
+    try:
+        refuse_nul(body)
+    except ValueError as error:
+        return problem(422, "invalid_owner", str(error))
     if body.get("id", owner_id) != owner_id:
         return problem(422, "invalid_request", "The body's id differs from the path's.")
     try:

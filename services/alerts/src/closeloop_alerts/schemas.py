@@ -294,8 +294,27 @@ class FeedbackDetailOut(FeedbackOut):
     alert: AlertOut | None
 
 
+def refuse_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            refuse_nul(key)
+            refuse_nul(item)
+    if isinstance(value, list):
+        for item in value:
+            refuse_nul(item)
+    return value
+
+
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_nul(cls, data: Any) -> Any:
+        # PostgreSQL text refuses U+0000: a 422 here, not a 500 there.
+        return refuse_nul(data)
 
 
 Text = Annotated[str, Field(min_length=1, max_length=4000)]

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from closeloop_gateway.schemas import ApiKeyCreate, ResolveAlertIn
+from closeloop_gateway.schemas import ALERT_REQUEST_MODELS, ApiKeyCreate
 from closeloop_shared.contracts.feedback import FeedbackBatchIn, FeedbackIn
 
 # Bodies the gateway forwards without parsing: FastAPI never sees them as parameters, so
@@ -17,7 +17,7 @@ REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     FeedbackIn,
     FeedbackBatchIn,
     ApiKeyCreate,
-    ResolveAlertIn,
+    *ALERT_REQUEST_MODELS,
 )
 
 SECURITY_SCHEMES = {

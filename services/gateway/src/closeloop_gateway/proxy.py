@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import httpx
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
@@ -41,9 +41,13 @@ from closeloop_gateway.schemas import (
     AlertDetail,
     AlertOut,
     AlertPage,
+    DryRunOut,
     FeedbackDetail,
     ItemAccepted,
     ItemsAccepted,
+    KpiReport,
+    OwnerList,
+    OwnerOut,
     Problem,
 )
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
@@ -625,6 +629,10 @@ def add_ingest_routes(app: FastAPI) -> None:
 
 AlertsReader = Annotated[Authorized, Depends(require(Scope.ALERTS_READ))]
 AlertsWriter = Annotated[Authorized, Depends(require(Scope.ALERTS_WRITE))]
+Admin = Annotated[Authorized, Depends(require(Scope.ADMIN))]
+OwnerId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$", description="The owner id.")
+]
 
 
 async def list_alerts(
@@ -679,8 +687,8 @@ async def acknowledge_alert(
     )
 
 
-async def resolve_alert(alert_id: uuid.UUID, request: Request, caller: AlertsWriter) -> Response:
-    """Resolve an alert with a note saying how the customer's problem was closed."""
+async def _forward_json(request: Request, caller: Authorized, path: str) -> Response:
+    """Check the media type and size of a JSON body, then forward it unparsed."""
     proxy = proxy_of(request)
     headers = request.headers
     require_media_type(headers.get("content-type", "").encode("latin-1"), *JSON)
@@ -690,12 +698,98 @@ async def resolve_alert(alert_id: uuid.UUID, request: Request, caller: AlertsWri
     return await proxy.forward(
         request,
         ALERTS,
-        f"/v1/alerts/{alert_id}/resolve",
+        path,
         body=body,
         allow=API_HEADERS,
         principal=caller.principal,
         response_headers=caller.response_headers,
     )
+
+
+async def _forward_plain(
+    request: Request, caller: Authorized, path: str, *, fixed: bool = False
+) -> Response:
+    """Forward a request without a body (GET, DELETE); the query string goes as it came."""
+    return await proxy_of(request).forward(
+        request,
+        ALERTS,
+        path,
+        body=None,
+        allow=API_HEADERS,
+        principal=caller.principal,
+        response_headers=caller.response_headers,
+        fixed_path=fixed,
+    )
+
+
+async def resolve_alert(alert_id: uuid.UUID, request: Request, caller: AlertsWriter) -> Response:
+    """Resolve an alert with a note, optionally a root cause and a reply to the customer."""
+    return await _forward_json(request, caller, f"/v1/alerts/{alert_id}/resolve")
+
+
+async def reopen_alert(alert_id: uuid.UUID, request: Request, caller: AlertsWriter) -> Response:
+    """Reopen a resolved alert (fresh SLA clocks), with a note."""
+    return await _forward_json(request, caller, f"/v1/alerts/{alert_id}/reopen")
+
+
+async def assign_alert(alert_id: uuid.UUID, request: Request, caller: AlertsWriter) -> Response:
+    """Assign the alert to a person and/or hand it to another owner (who is notified)."""
+    return await _forward_json(request, caller, f"/v1/alerts/{alert_id}/assign")
+
+
+async def comment_alert(alert_id: uuid.UUID, request: Request, caller: AlertsWriter) -> Response:
+    """Add a comment to the alert's history."""
+    return await _forward_json(request, caller, f"/v1/alerts/{alert_id}/comments")
+
+
+async def escalate_alert(alert_id: uuid.UUID, request: Request, caller: AlertsWriter) -> Response:
+    """Escalate now, to a named owner or up the escalation chain (who is notified)."""
+    return await _forward_json(request, caller, f"/v1/alerts/{alert_id}/escalate")
+
+
+async def report_customer_reply(
+    alert_id: uuid.UUID, request: Request, caller: AlertsWriter
+) -> Response:
+    """For channel systems: report whether the customer reply was sent or failed."""
+    return await _forward_json(request, caller, f"/v1/alerts/{alert_id}/customer-reply")
+
+
+async def list_owners(request: Request, caller: AlertsReader) -> Response:
+    """Every owner, without credentials, with the health of its notify targets."""
+    return await _forward_plain(request, caller, "/v1/owners", fixed=True)
+
+
+async def get_owner(owner_id: OwnerId, request: Request, caller: AlertsReader) -> Response:
+    """One owner."""
+    return await _forward_plain(request, caller, f"/v1/owners/{owner_id}")
+
+
+async def put_owner(owner_id: OwnerId, request: Request, caller: Admin) -> Response:
+    """Create or replace an owner; takes effect without a restart."""
+    return await _forward_json(request, caller, f"/v1/owners/{owner_id}")
+
+
+async def delete_owner(owner_id: OwnerId, request: Request, caller: Admin) -> Response:
+    """Remove an owner the admin API created and nothing refers to."""
+    return await _forward_plain(request, caller, f"/v1/owners/{owner_id}")
+
+
+async def dry_run_routing(request: Request, caller: AlertsReader) -> Response:
+    """Which rule, owner, priority and SLA a feedback item would get, and why."""
+    return await _forward_json(request, caller, "/v1/routing/dry-run")
+
+
+async def get_kpis(
+    request: Request,
+    caller: AlertsReader,
+    start: Annotated[str | None, Query(alias="from", max_length=64)] = None,
+    end: Annotated[str | None, Query(alias="to", max_length=64)] = None,
+    group_by: Annotated[
+        str | None, Query(pattern="^(channel|touchpoint|journey_stage|topic|owner)$")
+    ] = None,
+) -> Response:
+    """KPIs over [from, to) (ISO 8601 with a time zone; default the last 7 days)."""
+    return await _forward_plain(request, caller, "/v1/kpis", fixed=True)
 
 
 async def get_feedback(feedback_id: uuid.UUID, request: Request, caller: AlertsReader) -> Response:
@@ -719,20 +813,27 @@ def add_alerts_routes(app: FastAPI) -> None:
         operation_id: str,
         summary: str,
         scope: Scope,
-        model: type[Any],
+        model: type[Any] | None,
         errors: tuple[int, ...],
         extra: dict[str, Any] | None = None,
+        *,
+        status: int = 200,
+        tag: str = "alerts",
     ) -> None:
         responses = problems(401, 403, 422, 429, 503, *errors)
-        responses[200] = {"model": model, "description": "The alerts service's answer."}
+        if model is not None:
+            responses[status] = {"model": model, "description": "The alerts service's answer."}
+        else:
+            responses[status] = {"description": "Done (no body)."}
         app.router.add_api_route(
             path,
             endpoint,
             methods=[method],
+            status_code=status,
             response_model=None,
             operation_id=operation_id,
             summary=summary,
-            tags=["alerts"],
+            tags=[tag],
             responses=responses,
             openapi_extra={**_secured(scope), **(extra or {})},
             name=operation_id,
@@ -788,4 +889,112 @@ def add_alerts_routes(app: FastAPI) -> None:
         Scope.ALERTS_READ,
         FeedbackDetail,
         (404,),
+    )
+    for suffix, endpoint, operation_id, summary, body, errors in (
+        ("reopen", reopen_alert, "reopenAlert", "Reopen a resolved alert", "ReopenAlertIn", (409,)),
+        (
+            "assign",
+            assign_alert,
+            "assignAlert",
+            "Assign an alert to a person or another owner",
+            "AssignAlertIn",
+            (409,),
+        ),
+        ("comments", comment_alert, "commentAlert", "Comment on an alert", "CommentAlertIn", ()),
+        (
+            "escalate",
+            escalate_alert,
+            "escalateAlert",
+            "Escalate an alert",
+            "EscalateAlertIn",
+            (409,),
+        ),
+        (
+            "customer-reply",
+            report_customer_reply,
+            "reportCustomerReply",
+            "Report whether the reply reached the customer (channel systems)",
+            "CustomerReplyStatusIn",
+            (),
+        ),
+    ):
+        add(
+            f"/v1/alerts/{{alert_id}}/{suffix}",
+            endpoint,
+            "POST",
+            operation_id,
+            summary,
+            Scope.ALERTS_WRITE,
+            AlertOut,
+            (404, 413, 415, *errors),
+            {"requestBody": _body("application/json", _ref(body))},
+        )
+    add(
+        "/v1/owners",
+        list_owners,
+        "GET",
+        "listOwners",
+        "List owners",
+        Scope.ALERTS_READ,
+        OwnerList,
+        (),
+        tag="owners",
+    )
+    add(
+        "/v1/owners/{owner_id}",
+        get_owner,
+        "GET",
+        "getOwner",
+        "Get an owner",
+        Scope.ALERTS_READ,
+        OwnerOut,
+        (404,),
+        tag="owners",
+    )
+    add(
+        "/v1/owners/{owner_id}",
+        put_owner,
+        "PUT",
+        "putOwner",
+        "Create or replace an owner (200 replaced, 201 created)",
+        Scope.ADMIN,
+        OwnerOut,
+        (409, 413, 415),
+        {"requestBody": _body("application/json", _ref("OwnerIn"))},
+        tag="owners",
+    )
+    add(
+        "/v1/owners/{owner_id}",
+        delete_owner,
+        "DELETE",
+        "deleteOwner",
+        "Delete an owner",
+        Scope.ADMIN,
+        None,
+        (404, 409),
+        status=204,
+        tag="owners",
+    )
+    add(
+        "/v1/routing/dry-run",
+        dry_run_routing,
+        "POST",
+        "dryRunRouting",
+        "Dry-run the routing rules for a feedback item",
+        Scope.ALERTS_READ,
+        DryRunOut,
+        (413, 415),
+        {"requestBody": _body("application/json", _ref("DryRunIn"))},
+        tag="routing",
+    )
+    add(
+        "/v1/kpis",
+        get_kpis,
+        "GET",
+        "getKpis",
+        "KPIs over a time range",
+        Scope.ALERTS_READ,
+        KpiReport,
+        (),
+        tag="kpis",
     )

@@ -8,14 +8,14 @@ fields a newer alerts service may add.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from closeloop_gateway.auth import Scope
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
-from closeloop_shared.contracts.feedback import Channel, Feedback
-from closeloop_shared.contracts.sentiment import Sentiment
+from closeloop_shared.contracts.feedback import Channel, Feedback, FeedbackIn
+from closeloop_shared.contracts.sentiment import Sentiment, SentimentLabel, Urgency
 
 # Printable ASCII only: the name travels upstream in the X-Closeloop-Actor header.
 KeyName = Annotated[
@@ -92,6 +92,40 @@ class AlertOut(BaseModel):
     resolved_at: AwareDatetime | None
     resolved_by: str | None
     resolution_note: str | None
+    kind: Literal["item", "spike"] = Field(
+        default="item", description="An item's alert, or an incident for a spike."
+    )
+    assignee: str | None = None
+    root_cause: str | None = None
+    escalation_level: int = 0
+    escalated_at: AwareDatetime | None = None
+    escalated_to: str | None = Field(default=None, description="Who the alert escalated to.")
+    reopened_count: int = 0
+    item_count: int = Field(default=1, description="Feedback items in the alert, merged ones too.")
+    last_item_at: AwareDatetime | None = None
+    incident_key: str | None = Field(
+        default=None, description="For spikes: the dimension and value, e.g. touchpoint:checkout."
+    )
+    sla: AlertSla | None = None
+    customer_reply: CustomerReply | None = None
+
+
+class AlertSla(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    acknowledge_due_at: AwareDatetime | None
+    resolve_due_at: AwareDatetime | None
+    acknowledge_breached_at: AwareDatetime | None
+    resolve_breached_at: AwareDatetime | None
+
+
+class CustomerReply(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    text: str | None
+    status: str = Field(description="pending, published (to Kafka), sent or failed (reported).")
+    requested_at: AwareDatetime | None
+    detail: str | None
 
 
 class AlertPage(BaseModel):
@@ -122,7 +156,11 @@ class DeliveryOut(BaseModel):
     id: uuid.UUID
     owner: str
     target: str
-    target_type: str
+    target_type: str = Field(description="webhook, slack, email, wecom, dingtalk or feishu.")
+    event: str = Field(
+        default="alert.raised",
+        description="alert.raised, alert.escalated, alert.assigned or alert.fallback.",
+    )
     webhook_id: str
     status: str
     attempt_count: int
@@ -143,12 +181,232 @@ class AlertEventOut(BaseModel):
     actor: str | None
     note: str | None
     occurred_at: AwareDatetime
+    details: dict[str, Any] | None = None
+
+
+Note = Annotated[str, Field(min_length=1, max_length=4000)]
+OwnerRef = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")]
 
 
 class ResolveAlertIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    note: Annotated[str, Field(min_length=1, max_length=4000)]
+    note: Note
+    root_cause: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")] | None = (
+        Field(default=None, description="A root-cause category (the routing file may list them).")
+    )
+    customer_reply: Note | None = Field(
+        default=None,
+        description="Published for the item's channel system to send to the customer.",
+    )
+
+
+class ReopenAlertIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Note
+
+
+class CommentAlertIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: Note
+
+
+class AssignAlertIn(BaseModel):
+    """At least one of assignee (a person) and owner (hand over; the new owner is notified)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    owner: OwnerRef | None = None
+    note: Note | None = None
+
+
+class EscalateAlertIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: Note | None = None
+    to_owner: OwnerRef | None = Field(
+        default=None, description="Default: the escalation owner of whoever has the alert."
+    )
+
+
+class CustomerReplyStatusIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["sent", "failed"]
+    detail: Annotated[str, Field(max_length=1000)] | None = None
+
+
+# --- owners, routing, KPIs (documentation of the alerts service's API) -------------------------
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _work_week() -> list[Weekday]:
+    return ["mon", "tue", "wed", "thu", "fri"]
+
+
+class WorkingHours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    days: list[Weekday] = Field(default_factory=_work_week)
+    start: str = Field(default="09:00", examples=["09:00"])
+    end: str = Field(default="17:00", examples=["17:00"])
+
+
+class OwnerIn(BaseModel):
+    """An owner as in the routing file (secrets are stored and never returned)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    notify: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Targets: {type: webhook, url, secret: whsec_...}, {type: slack, url}, "
+        "{type: email, to: [...]}, {type: wecom, url}, {type: dingtalk, url, secret?}, "
+        "{type: feishu, url, secret?}; each may carry an id.",
+    )
+    timezone: str | None = Field(default=None, examples=["Asia/Shanghai"])
+    working_hours: WorkingHours | None = None
+    escalation_owner: OwnerRef | None = None
+
+
+class TargetOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    type: str
+    host: str | None = None
+    to: list[str] | None = None
+    signed: bool = False
+    healthy: bool = True
+    consecutive_failures: int = 0
+    unhealthy_since: AwareDatetime | None = None
+
+
+class OwnerOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    name: str | None
+    timezone: str | None
+    working_hours: WorkingHours | None
+    escalation_owner: str | None
+    managed_by: Literal["file", "api"]
+    targets: list[TargetOut]
+    updated_at: AwareDatetime | None
+
+
+class OwnerList(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    items: list[OwnerOut]
+
+
+class DryRunSentimentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: SentimentLabel
+    score: Annotated[float, Field(ge=-1.0, le=1.0)]
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    language: str = ""
+    topics: list[str] = Field(default_factory=list)
+    urgency: Urgency | None = None
+    urgency_cues: list[str] = Field(default_factory=list)
+    emotions: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+
+
+class DryRunIn(BaseModel):
+    """A feedback item as submitted and the sentiment it would carry."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feedback: FeedbackIn
+    sentiment: DryRunSentimentIn
+
+
+class RuleCheck(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    rule_id: str
+    matched: bool
+    failed: list[str] = Field(description="The conditions that did not hold.")
+
+
+class DryRunSla(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    acknowledge_s: float | None
+    resolve_s: float | None
+    acknowledge_due_at: AwareDatetime | None
+    resolve_due_at: AwareDatetime | None
+
+
+class DryRunOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    alert: bool
+    rule_id: str | None
+    owner: str | None
+    priority: AlertPriority | None
+    escalation_owner: str | None
+    sla: DryRunSla | None
+    reason: str
+    evaluation: Literal["first_match", "most_specific"]
+    rules: list[RuleCheck] = Field(description="Every rule, in evaluation order.")
+
+
+class KpiSentimentMix(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    negative: int
+    neutral: int
+    positive: int
+
+
+class KpiGroup(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    key: str
+    volume: int
+    sentiment: KpiSentimentMix
+    negative_share: float | None
+    nps: float | None
+    nps_responses: int
+    csat: float | None
+    csat_responses: int
+    ces: float | None
+    ces_responses: int
+    alerts: int
+    mtta_s: float | None
+    mttr_s: float | None
+    sla_compliance: float | None
+
+
+class KpiReport(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    start: AwareDatetime
+    end: AwareDatetime
+    group_by: str
+    groups: list[KpiGroup]
+    total: KpiGroup
+
+
+# Bodies the gateway forwards unparsed: their schemas join the document's components.
+ALERT_REQUEST_MODELS: tuple[type[BaseModel], ...] = (
+    ResolveAlertIn,
+    ReopenAlertIn,
+    CommentAlertIn,
+    AssignAlertIn,
+    EscalateAlertIn,
+    CustomerReplyStatusIn,
+    OwnerIn,
+    DryRunIn,
+)
 
 
 class FeedbackRecord(Feedback):
@@ -164,6 +422,14 @@ class FeedbackDetail(FeedbackRecord):
     alert: AlertOut | None
 
 
+class JoinedItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    reason: str = Field(description="merge (same customer) or spike (incident).")
+    joined_at: AwareDatetime
+    feedback: FeedbackRecord
+
+
 class AlertDetail(AlertOut):
     """An alert with the item that raised it, its score, deliveries and audit trail."""
 
@@ -171,6 +437,9 @@ class AlertDetail(AlertOut):
     sentiment: Sentiment
     deliveries: list[DeliveryOut]
     history: list[AlertEventOut]
+    items: list[JoinedItem] = Field(
+        default_factory=list, description="Items that joined the alert after it was raised."
+    )
 
 
 # --- webhook answers (documentation of the ingest service's API) ------------------------------
