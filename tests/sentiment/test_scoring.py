@@ -349,3 +349,64 @@ def test_model_identity(lexicon_scorer: LexiconScorer) -> None:
         "closeloop-lexicon",
         "2.0.0",
     )
+
+
+def test_the_analysis_reaches_the_contract(lexicon_scorer: LexiconScorer) -> None:
+    sentiment = score(
+        lexicon_scorer, "Third time I call about being charged twice. I'm going to the FTC!"
+    )
+    assert sentiment.label is NEGATIVE
+    assert sentiment.topics == ["billing"]
+    assert sentiment.urgency == "high"
+    assert any(cue.startswith("regulator:") for cue in sentiment.urgency_cues)
+    assert any(cue.startswith("repeat_contact:") for cue in sentiment.urgency_cues)
+    assert set(sentiment.emotions) <= {"anger", "frustration", "anxiety", "joy"}
+
+
+def test_urgency_cues_make_a_polite_complaint_negative(lexicon_scorer: LexiconScorer) -> None:
+    # Courteous words, but a regulator: a complaint all the same.
+    sentiment = score(lexicon_scorer, "Thank you, but I will now refer this to the Ombudsman.")
+    assert sentiment.label is NEGATIVE
+    assert score(lexicon_scorer, "谢谢，不过我已经向12315反映了").label is NEGATIVE
+
+
+def test_enquiries_stay_neutral(lexicon_scorer: LexiconScorer) -> None:
+    enquiry = score(lexicon_scorer, "Do you offer a family plan with four lines?")
+    assert enquiry.label is not NEGATIVE
+    assert abs(enquiry.score) < 0.1
+    assert score(lexicon_scorer, "请问有没有便宜一点的套餐？").label is NEUTRAL
+
+
+def test_an_email_is_scored_without_our_quoted_reply(lexicon_scorer: LexiconScorer) -> None:
+    item = feedback(
+        channel=Channel.EMAIL,
+        subject="Re: refund",
+        text=(
+            "It has been three weeks and the refund is still not here.\n\n"
+            "On Tue, Nov 3, 2026 at 9:14 AM Support <support@acme.example> wrote:\n"
+            "> Thank you for your patience! Great news, your refund is approved. Have a"
+            " wonderful, happy day!"
+        ),
+    )
+    prepared = scoring_input(item)
+    assert "wonderful" not in prepared.text
+    assert lexicon_scorer.score(prepared, NOW).label is NEGATIVE
+
+
+def test_social_emoji_and_hashtags_are_signals(lexicon_scorer: LexiconScorer) -> None:
+    item = feedback(channel=Channel.SOCIAL, text="@AcmeTelecom 3 days without internet 😡 #fail")
+    sentiment = lexicon_scorer.score(scoring_input(item), NOW)
+    assert (sentiment.label, sentiment.topics) == (NEGATIVE, ["network"])
+    zh = feedback(channel=Channel.SOCIAL, text="新手表到啦🎉 续航真的强 #好物推荐#")
+    assert lexicon_scorer.score(scoring_input(zh), NOW).label is POSITIVE
+
+
+def test_an_app_review_combines_stars_and_text(lexicon_scorer: LexiconScorer) -> None:
+    review = feedback(
+        channel=Channel.APP, text="It does the job.", rating=Rating(type=RatingType.STARS, value=1)
+    )
+    assert lexicon_scorer.score(scoring_input(review), NOW).label is NEGATIVE
+    review = feedback(
+        channel=Channel.APP, text="It does the job.", rating=Rating(type=RatingType.STARS, value=5)
+    )
+    assert lexicon_scorer.score(scoring_input(review), NOW).label is POSITIVE
