@@ -35,6 +35,7 @@ from closeloop_alerts.routing import (
 )
 from closeloop_alerts.service import AlertIntake, Lifecycle, decode_event
 from closeloop_alerts.sla import SlaMonitor
+from closeloop_alerts.spikes import SpikeDetector
 from closeloop_shared.config import DatabaseSettings, KafkaSettings
 from closeloop_shared.contracts.alerts import AlertPriority
 from closeloop_shared.contracts.feedback import Channel
@@ -247,6 +248,17 @@ def create_app(
                 log.warning("customer_reply_topic_not_ensured", error=type(error).__name__)
             _start(runtime, "owners", owners.run(settings.routing_reload_interval_s))
             _start(runtime, "sla", sla.run())
+            _start(
+                runtime,
+                "spikes",
+                SpikeDetector(
+                    sessionmaker,
+                    routing,
+                    interval_s=settings.spike_interval_s,
+                    on_deliveries=dispatcher.wake,
+                    on_outbox=relay.wake,
+                ).run(),
+            )
             _start(runtime, "dispatcher", dispatcher.run())
             _start(runtime, "relay", relay.run())
             _start(

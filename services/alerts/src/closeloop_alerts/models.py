@@ -109,8 +109,15 @@ class SentimentScore(Base):
 class Alert(Base):
     __tablename__ = "alert"
     __table_args__ = (
-        # One alert per feedback item, ever: redelivered events hit this and do nothing.
-        UniqueConstraint("feedback_id"),
+        # One item alert per feedback item, ever: redelivered events hit this and do
+        # nothing. A spike incident also points at the item that tipped it over.
+        Index(
+            "ix_alert_item_feedback_id",
+            "feedback_id",
+            unique=True,
+            postgresql_where=text("kind = 'item'"),
+        ),
+        Index("ix_alert_feedback_id", "feedback_id"),
         CheckConstraint(_one_of("status", ALERT_STATUSES), name="status"),
         CheckConstraint(_one_of("priority", ALERT_PRIORITIES), name="priority"),
         CheckConstraint(_one_of("kind", ALERT_KINDS), name="kind"),

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -132,7 +132,9 @@ async def insert_alerts(session: AsyncSession, rows: Sequence[Row]) -> list[uuid
         statement = (
             insert(Alert)
             .values(list(chunk))
-            .on_conflict_do_nothing(index_elements=[Alert.feedback_id])
+            .on_conflict_do_nothing(
+                index_elements=[Alert.feedback_id], index_where=text("kind = 'item'")
+            )
             .returning(Alert.id)
         )
         inserted.extend((await session.scalars(statement)).all())
@@ -182,7 +184,7 @@ async def feedback_with_alert(
     if not feedback_ids:
         return set()
     raised = await session.scalars(
-        select(Alert.feedback_id).where(Alert.feedback_id.in_(feedback_ids))
+        select(Alert.feedback_id).where(Alert.feedback_id.in_(feedback_ids), Alert.kind == "item")
     )
     joined = await session.scalars(
         select(AlertItem.feedback_id).where(AlertItem.feedback_id.in_(feedback_ids))
@@ -389,7 +391,9 @@ async def get_feedback_detail(
         .order_by(SentimentScore.scored_at.desc(), SentimentScore.id.desc())
         .limit(1)
     )
-    alert = await session.scalar(select(Alert).where(Alert.feedback_id == feedback_id))
+    alert = await session.scalar(
+        select(Alert).where(Alert.feedback_id == feedback_id, Alert.kind == "item")
+    )
     return FeedbackDetail(feedback, score, alert)
 
 
