@@ -102,3 +102,16 @@ def test_invalid_taxonomies_are_rejected_with_a_reason(
 def test_a_missing_file_is_a_taxonomy_error(tmp_path: Path) -> None:
     with pytest.raises(TaxonomyError, match="cannot read"):
         Taxonomy.load(tmp_path / "missing.yaml")
+
+
+def test_the_service_loads_a_configured_taxonomy(tmp_path: Path) -> None:
+    from closeloop_sentiment.app import default_loader
+    from closeloop_sentiment.config import SentimentSettings
+    from closeloop_sentiment.scoring import LexiconScorer
+
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text("name: ours\ntopics:\n  parking:\n    en: [parking]\n    zh: [停车]\n", "utf-8")
+    scorer = default_loader(SentimentSettings(taxonomy_file=path))()
+    assert isinstance(scorer, LexiconScorer)
+    assert scorer.taxonomy.names == ["parking"]
+    assert scorer.taxonomy.tag("停车太难了") == ["parking"]

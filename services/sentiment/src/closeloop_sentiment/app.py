@@ -22,6 +22,7 @@ from closeloop_sentiment.config import SentimentSettings
 from closeloop_sentiment.metrics import MODEL_INFO
 from closeloop_sentiment.scoring import LexiconScorer, Scorer, ScoringInput
 from closeloop_sentiment.service import CONSUMER_GROUP, SentimentService
+from closeloop_sentiment.taxonomy import Taxonomy
 from closeloop_shared.config import KafkaSettings
 from closeloop_shared.contracts.feedback import MAX_TEXT_CHARS, ContractModel, Rating
 from closeloop_shared.contracts.sentiment import Sentiment
@@ -122,13 +123,27 @@ class SentimentRuntime:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
+def default_loader(settings: SentimentSettings) -> ScorerLoader:
+    """The fast model, with the configured taxonomy if there is one (read at load, on the
+    scoring thread; a bad file fails startup, which the liveness probe reports)."""
+    taxonomy_file = settings.taxonomy_file
+
+    def load() -> Scorer:
+        taxonomy = Taxonomy.load(taxonomy_file) if taxonomy_file is not None else None
+        return LexiconScorer.load(taxonomy)
+
+    return load
+
+
 def create_app(
     settings: SentimentSettings | None = None,
     kafka: KafkaSettings | None = None,
     *,
-    load_scorer: ScorerLoader = LexiconScorer.load,
+    load_scorer: ScorerLoader | None = None,
 ) -> FastAPI:
     settings = settings or SentimentSettings()
+    if load_scorer is None:
+        load_scorer = default_loader(settings)
     kafka = kafka or KafkaSettings()
     runtime: SentimentRuntime | None = None
 

@@ -1,10 +1,13 @@
 """Sentiment settings, read from ``CLOSELOOP_SENTIMENT_*`` environment variables.
 
-Only operational knobs live here. Everything that changes a score (bands,
-lexicon, weights) is a constant of the model, covered by its version.
+Only operational knobs live here, and the topic taxonomy. Everything that
+changes a score (bands, lexicon, weights) is a constant of the model, covered by
+its version.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -24,3 +27,6 @@ class SentimentSettings(ServiceSettings):
     publish_ack_timeout_s: float = Field(default=5.0, gt=0)
     # POST /v1/score: scores a text on demand, for operators checking the model.
     score_endpoint_enabled: bool = True
+    # A topic taxonomy (YAML, see closeloop_sentiment/data/taxonomy.yaml) that
+    # replaces the default. Topics are not part of the sentiment score.
+    taxonomy_file: Path | None = None
