@@ -25,7 +25,11 @@ def _iso(value: datetime) -> str:
 
 
 def render_payload(
-    alert: Alert, feedback: Feedback, score: SentimentScore, event: str = WEBHOOK_EVENT_TYPE
+    alert: Alert,
+    feedback: Feedback,
+    score: SentimentScore,
+    event: str = WEBHOOK_EVENT_TYPE,
+    at: datetime | None = None,
 ) -> bytes:
     """The body of ``event``; ``alert.raised`` is a snapshot of the alert as raised, identical
     on every retry. Later events (escalated, assigned, fallback) describe the alert now."""
@@ -37,7 +41,8 @@ def render_payload(
     raised = event == WEBHOOK_EVENT_TYPE
     body: dict[str, Any] = {
         "type": event,
-        "timestamp": _iso(alert.created_at if raised else alert.updated_at),
+        # Later events: when the notification was queued, the same on every retry.
+        "timestamp": _iso(alert.created_at if raised or at is None else at),
         "data": {
             "alert": {
                 "id": str(alert.id),

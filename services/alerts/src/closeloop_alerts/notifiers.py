@@ -248,7 +248,7 @@ class Notifier:
         url = str(target.url)
         headers = {"content-type": "application/json", "user-agent": USER_AGENT}
         if isinstance(target, WebhookTarget):
-            body = render_payload(job.alert, job.feedback, job.score, job.event)
+            body = render_payload(job.alert, job.feedback, job.score, job.event, job.created_at)
             headers = signed_headers(target.secret.get_secret_value(), job.webhook_id, body, now)
         elif isinstance(target, SlackTarget):
             body = orjson.dumps(slack_body(message_of(job)))

@@ -419,6 +419,7 @@ class DeliveryJob:
     attempts: int
     lease_token: uuid.UUID
     event: str
+    created_at: datetime
     alert: Alert
     feedback: Feedback
     score: SentimentScore
@@ -455,6 +456,7 @@ async def claim_due_deliveries(
                 Delivery.webhook_id,
                 Delivery.attempts,
                 Delivery.event,
+                Delivery.created_at,
             )
         )
     ).all()
@@ -483,6 +485,7 @@ async def claim_due_deliveries(
             attempts=row.attempts,
             lease_token=token,
             event=row.event,
+            created_at=row.created_at,
             alert=contexts[row.alert_id][0],
             feedback=contexts[row.alert_id][1],
             score=contexts[row.alert_id][2],

@@ -275,7 +275,7 @@ class Owner(_Model):
             return None
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from None
         return value
 
