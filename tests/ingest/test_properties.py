@@ -372,3 +372,41 @@ async def test_size_limit_is_checked_before_reading_the_body(
 def test_internal_base_url_is_what_the_twilio_signature_does_not_use() -> None:
     # Guards the Twilio property test above: it signs the public URL, not the internal one.
     assert PUBLIC_HOST not in INTERNAL_BASE_URL
+
+
+@pytest.mark.parametrize(
+    ("path", "payload"),
+    [
+        ("/v1/feedback", feedback_item(attributes={"n": 2**70})),
+        (
+            "/v1/feedback/batch",
+            {"items": [feedback_item(), feedback_item(attributes={"n": -(2**64)})]},
+        ),
+        ("/v1/feedback", feedback_item(attributes={"deep": json.loads("[" * 190 + "]" * 190)})),
+    ],
+    ids=["int-beyond-64-bits", "batch-item-beyond-64-bits", "nesting-190"],
+)
+async def test_values_the_event_wire_format_cannot_carry_are_422_not_500(
+    client: httpx.AsyncClient, producer: FakeProducer, path: str, payload: Any
+) -> None:
+    """Found by Schemathesis: integers beyond 64 bits in ``attributes`` made orjson raise → 500."""
+    raw = _dumps(payload)
+    response = await _check(client, producer, path, raw, JSON_HEADERS)
+    if path.endswith("batch"):
+        assert response.status_code == 422
+        assert response.json()["error"]["invalid_items"] == [1]
+    elif "deep" in payload["attributes"]:
+        assert response.status_code in (202, 422)
+    else:
+        assert response.status_code == 422
+        assert response.json()["error"]["code"] == "invalid_payload"
+
+
+async def test_provider_numbers_beyond_64_bits_are_422_not_500(
+    client: httpx.AsyncClient, producer: FakeProducer
+) -> None:
+    body = contact_lens()
+    body["Transcript"][1]["BeginOffsetMillis"] = 2**70
+    raw = _dumps(body)
+    response = await _check(client, producer, "/v1/webhooks/hotline/transcript", raw, JSON_HEADERS)
+    assert response.status_code in (202, 422)

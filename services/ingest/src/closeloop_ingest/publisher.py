@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from closeloop_ingest.errors import InvalidPayload
 from closeloop_ingest.metrics import PUBLISH_DURATION, record_accepted
 from closeloop_shared.contracts.feedback import FeedbackIn, identify
 from closeloop_shared.events import FeedbackReceivedEvent, Topic, encode
@@ -46,6 +47,33 @@ def feedback_message(event: FeedbackReceivedEvent) -> OutgoingMessage:
     )
 
 
+def feedback_messages(events: Sequence[FeedbackReceivedEvent]) -> list[OutgoingMessage]:
+    """Encode every event, or refuse them all with 422 naming the items that cannot be encoded.
+
+    The contract accepts any JSON in ``attributes`` (and providers' numbers in theirs), but
+    the wire format cannot carry everything JSON can say: orjson refuses integers beyond
+    64 bits and nesting deeper than 254 levels. That is the client's input, never a 500.
+    """
+    messages: list[OutgoingMessage] = []
+    invalid: list[int] = []
+    for index, event in enumerate(events):
+        try:
+            messages.append(feedback_message(event))
+        except TypeError:  # orjson.JSONEncodeError
+            invalid.append(index)
+    if invalid:
+        raise InvalidPayload(
+            "The feedback cannot be encoded: integers must fit in 64 bits and nesting must "
+            "stay under 254 levels.",
+            errors=[
+                {"loc": [index], "msg": "not encodable as event JSON", "type": "value_error"}
+                for index in invalid
+            ],
+            invalid_items=invalid,
+        )
+    return messages
+
+
 class FeedbackPublisher:
     def __init__(self, sink: MessageSink) -> None:
         self._sink = sink
@@ -57,11 +85,13 @@ class FeedbackPublisher:
 
         Raises :class:`BrokerUnavailable` otherwise; then nothing may be reported
         as accepted (some events may have been written: consumers dedupe by id).
+        Raises :class:`InvalidPayload`, before sending anything, if an item cannot be encoded.
         """
         events = [feedback_event(item, adapter, received_at) for item in items]
+        messages = feedback_messages(events)
         started = time.perf_counter()
         try:
-            await self._sink.send_many([feedback_message(event) for event in events])
+            await self._sink.send_many(messages)
         except BrokerUnavailable:
             PUBLISH_DURATION.labels(adapter, "error").observe(time.perf_counter() - started)
             raise

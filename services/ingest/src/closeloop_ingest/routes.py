@@ -200,6 +200,8 @@ class IngestService:
             ids = await self.publisher.publish(
                 normalised.items, adapter=endpoint.adapter, received_at=received_at
             )
+        except IngestError as error:  # an item the wire format cannot carry: the client's input
+            return self.reject(request, endpoint, error)
         except BrokerUnavailable as error:
             WEBHOOKS_REJECTED.labels(endpoint.adapter, "broker_unavailable").inc()
             log.error(
