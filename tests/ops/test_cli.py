@@ -354,7 +354,7 @@ for i, s in enumerate(samples):
 '''
 
 
-def test_routing_dry_run_scores_samples_and_shows_each_decision(
+def test_routing_dry_run_of_a_file_scores_samples_and_shows_each_decision(
     ops_stack: Stack, tmp_path: Path
 ) -> None:
     fake = tmp_path / "closeloop-alerts"
@@ -373,14 +373,38 @@ def test_routing_dry_run_scores_samples_and_shows_each_decision(
         ops_stack,
         "routing",
         "dry-run",
-        str(ops_stack.config.routing_file),
         str(samples),
+        "--file",
+        str(ops_stack.config.routing_file),
         env={"CLOSELOOP_ALERTS_CLI": str(fake)},
     )
     output = ok(result)
     assert "2 samples" in output
     assert "cx-team" in output  # the negative sample, scored by the real sentiment service
     assert "no alert" in output
+
+
+def test_routing_dry_run_asks_the_running_alerts_service(ops_stack: Stack, tmp_path: Path) -> None:
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text(
+        orjson.dumps(_feedback("Charged twice and nobody called back, awful")).decode()
+        + "\n"
+        + orjson.dumps(
+            {
+                "feedback": _feedback("Great help, thanks!"),
+                "sentiment": {"label": "positive", "score": 0.8},
+            }
+        ).decode()
+        + "\n"
+    )
+    result = closeloop(
+        ops_stack, "routing", "dry-run", str(samples), "--alerts-url", ops_stack.url("alerts")
+    )
+    output = ok(result)
+    assert "2 samples" in output
+    lines = [line for line in output.splitlines() if "ops-" in line]
+    assert "cx-team" in lines[0]  # negative: the default owner of the stack's routing
+    assert "no alert" in lines[1]
 
 
 def test_cli_help_lists_every_job() -> None:

@@ -229,17 +229,40 @@ def routing_check(file: Path) -> None:
 
 
 @routing_group.command("dry-run")
-@click.argument("file", type=click.Path(path_type=Path))
 @click.argument("samples", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(path_type=Path),
+    help="A routing file not deployed yet (needs closeloop-alerts check-routing --samples).",
+)
+@click.option(
+    "--alerts-url",
+    envvar="CLOSELOOP_ALERTS_URL",
+    default="http://127.0.0.1:8003",
+    show_default=True,
+    help="The alerts service whose loaded routing is asked.",
+)
 @pass_context
-def routing_dry_run(obj: Context, file: Path, samples: Path) -> None:
-    """Show which owner and priority each sample in SAMPLES (JSON Lines) would get under FILE."""
-    result = routing.check(file)
-    if not result.ok:
-        raise OperatorError(f"{file} is not valid:\n{result.message}")
+def routing_dry_run(obj: Context, samples: Path, file: Path | None, alerts_url: str) -> None:
+    """Show the rule, owner and priority each sample in SAMPLES (JSON Lines) would get.
+
+    Each line is a canonical feedback item, or {"feedback": ..., "sentiment": ...}; items
+    without a sentiment are scored by the sentiment service first. Without --file the
+    running alerts service answers with the routing it has loaded; nothing is stored.
+    """
+    if file is not None:
+        result = routing.check(file)
+        if not result.ok:
+            raise OperatorError(f"{file} is not valid:\n{result.message}")
     items = routing.load_samples(samples)
     run(routing.score_missing(items, obj.sentiment_url))
-    decisions = routing.dry_run(file, items)
+    if file is not None:
+        decisions = routing.dry_run(file, items)
+        title = f"{file}: {len(items)} samples"
+    else:
+        decisions = run(routing.dry_run_service(alerts_url, items))
+        title = f"routing loaded by {alerts_url}: {len(items)} samples"
     rows = []
     for sample, decision in zip(items, decisions, strict=True):
         feedback, sentiment = sample["feedback"], sample.get("sentiment") or {}
@@ -247,9 +270,10 @@ def routing_dry_run(obj: Context, file: Path, samples: Path) -> None:
             decision.get("index"), feedback.get("channel"), feedback.get("external_id"),
             sentiment.get("label"), decision.get("owner") or "-", decision.get("priority") or "-",
             decision.get("rule_id") or ("default" if decision.get("owner") else "no alert"),
+            decision.get("reason") or "",
         ))  # fmt: skip
-    console.print(table(f"{file}: {len(rows)} samples", ("#", "channel", "external id",
-                        "sentiment", "owner", "priority", "rule"), rows))  # fmt: skip
+    console.print(table(title, ("#", "channel", "external id", "sentiment", "owner", "priority",
+                               "rule", "why"), rows))  # fmt: skip
 
 
 # -- topics and lag -------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Routing files: validated, and dry-run against sample feedback, by the alerts service's own CLI.
+"""Routing files: validated, and dry-run against sample feedback, by the alerts service itself.
 
-The CLI never imports a service package, so it runs ``closeloop-alerts check-routing``
-(installed with the alerts service) and renders what it answers. A dry-run scores
-samples that carry no ``sentiment`` with the sentiment service's ``POST /v1/score``
-first, then asks ``closeloop-alerts check-routing FILE --samples SAMPLES`` for each
-sample's decision, one JSON object per line: ``{"index", "owner", "priority", "rule_id"}``.
+The CLI never imports a service package. ``check`` runs ``closeloop-alerts check-routing``
+(installed with the alerts service). A dry run scores samples that carry no ``sentiment``
+with the sentiment service's ``POST /v1/score`` first, then asks either the running alerts
+service (``POST /v1/routing/dry-run``: the routing it has loaded) or, for a file that is
+not deployed yet, ``closeloop-alerts check-routing FILE --samples SAMPLES``, which answers
+one JSON object per sample and line: ``{"index", "owner", "priority", "rule_id"}``.
 """
 
 from __future__ import annotations
@@ -114,6 +115,52 @@ async def score_missing(
                     f"scoring a sample failed: {response.status_code} {response.text[:200]}"
                 )
             sample["sentiment"] = response.json()
+
+
+# What the alerts service's dry run accepts of a sentiment (it refuses unknown fields).
+DRY_RUN_SENTIMENT_FIELDS = (
+    "label", "score", "confidence", "language", "topics", "urgency", "urgency_cues", "emotions",
+)  # fmt: skip
+
+
+async def dry_run_service(
+    alerts_url: str,
+    samples: list[dict[str, Any]],
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[dict[str, Any]]:
+    """Ask the running alerts service (``POST /v1/routing/dry-run``) about each sample.
+
+    The answer reflects the routing the service has loaded; nothing is stored.
+    """
+    decisions: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=alerts_url, timeout=30, transport=transport) as client:
+        for index, sample in enumerate(samples):
+            sentiment = {
+                k: v for k, v in sample["sentiment"].items() if k in DRY_RUN_SENTIMENT_FIELDS
+            }
+            try:
+                response = await client.post(
+                    "/v1/routing/dry-run",
+                    json={"feedback": sample["feedback"], "sentiment": sentiment},
+                )
+            except httpx.HTTPError as error:
+                raise OperatorError(
+                    f"cannot reach the alerts service at {alerts_url} ({type(error).__name__}); "
+                    "set CLOSELOOP_ALERTS_URL or --alerts-url"
+                ) from error
+            if response.status_code == 404:
+                raise OperatorError(
+                    f"{alerts_url} has no routing dry run (POST /v1/routing/dry-run)"
+                )
+            if response.status_code != 200:
+                raise OperatorError(
+                    f"sample {index}: the alerts service answered {response.status_code} "
+                    f"{response.text[:300]}"
+                )
+            answer: dict[str, Any] = response.json()
+            answer["index"] = index
+            decisions.append(answer)
+    return decisions
 
 
 def dry_run(path: Path, samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
