@@ -153,6 +153,9 @@ class Stack:
             "CLOSELOOP_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "CLOSELOOP_DATABASE_URL": self.database_url,
             "CLOSELOOP_ROUTING_FILE": str(self.config.routing_file),
+            # Local owners (the demo owner, test receivers) live on loopback, which the
+            # alerts service's SSRF guard refuses unless allowed explicitly.
+            "CLOSELOOP_OUTBOUND_ALLOWLIST": "127.0.0.1,localhost",
             "CLOSELOOP_BOOTSTRAP_ADMIN_KEY": self.config.admin_key,
             "CLOSELOOP_GATEWAY_PORT": str(ports.gateway),
             "CLOSELOOP_GATEWAY_INGEST_URL": self.url("ingest"),
