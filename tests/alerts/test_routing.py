@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from asgi_lifespan import LifespanManager
 
@@ -630,3 +631,31 @@ def test_merge_and_spike_sections_are_opt_in() -> None:
     assert on.merge.window == 1800
     assert on.spikes is not None
     assert on.spikes.dimensions == ["touchpoint"]
+
+
+def test_check_routing_dry_runs_samples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(MINIMAL_ROUTING)
+    hotline = scored(channel=Channel.HOTLINE)
+    email = scored(channel=Channel.EMAIL)
+    samples = tmp_path / "samples.jsonl"
+    # Whole stored items and scores are accepted: extra fields are left out.
+    samples.write_text(
+        "\n".join(item.model_dump_json() for item in (hotline, email)) + "\n\n",
+        encoding="utf-8",
+    )
+    main(["check-routing", str(good), "--samples", str(samples)])
+    lines = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(d["rule_id"], d["owner"], d["priority"]) for d in lines] == [
+        ("hotline-negative", "hotline-team", "high"),
+        (None, "cx-team", "medium"),
+    ]
+    assert lines[1]["rules"] == [
+        {"rule_id": "hotline-negative", "matched": False, "failed": ["channel"]}
+    ]
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"feedback": {}}\nnot json\n', encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["check-routing", str(good), "--samples", str(broken)])
+    assert exited.value.code == 2
+    assert "broken.jsonl:2" in capsys.readouterr().err

@@ -8,12 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
 import uvicorn
 
 from closeloop_alerts.app import SERVICE, create_app, load_routing_config
 from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.migrate import upgrade
-from closeloop_alerts.routing import RoutingError, load_routing
+from closeloop_alerts.routing import RoutingConfig, RoutingError, load_routing
 from closeloop_shared.config import DatabaseSettings
 from closeloop_shared.logging import configure_logging, get_logger
 
@@ -27,6 +28,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands.add_parser("migrate", help="upgrade the alerts schema to the latest revision")
     check = commands.add_parser("check-routing", help="validate a routing file")
     check.add_argument("file", nargs="?", type=Path, help="default: CLOSELOOP_ROUTING_FILE")
+    check.add_argument(
+        "--samples",
+        type=Path,
+        help="JSON lines of {feedback, sentiment}: print the dry run of each as a JSON line",
+    )
     args = parser.parse_args(argv)
 
     settings = AlertsSettings()
@@ -39,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         except RoutingError as error:
             print(error, file=sys.stderr)  # noqa: T201
             raise SystemExit(2) from None
+        if args.samples is not None:
+            _dry_run_samples(config, args.samples)
+            return
         print(f"{path}: {len(config.owners)} owners, {len(config.rules)} rules")  # noqa: T201
         return
 
@@ -56,6 +65,49 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     # log_config=None keeps the JSON logging configured above.
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+
+# What a sample may carry beyond what a dry run reads (a stored item, a full score).
+_FEEDBACK_EXTRAS = ("id", "received_at")
+_SENTIMENT_FIELDS = (
+    "label", "score", "confidence", "language", "topics", "urgency", "urgency_cues", "emotions",
+)  # fmt: skip
+
+
+def _dry_run_samples(config: RoutingConfig, samples: Path) -> None:
+    """One JSON line per sample: the dry-run answer of the file's routing (file owners)."""
+    from pydantic import ValidationError
+
+    from closeloop_alerts.routes import dry_run_answer
+    from closeloop_alerts.routing import Router
+    from closeloop_alerts.schemas import DryRunIn
+    from closeloop_shared.events import utcnow
+
+    router = Router(config)
+    now = utcnow()
+    failed = False
+    for number, line in enumerate(samples.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = orjson.loads(line)
+            feedback = {k: v for k, v in raw["feedback"].items() if k not in _FEEDBACK_EXTRAS}
+            sentiment = {k: v for k, v in raw["sentiment"].items() if k in _SENTIMENT_FIELDS}
+            body = DryRunIn.model_validate({"feedback": feedback, "sentiment": sentiment})
+        except (
+            orjson.JSONDecodeError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            ValidationError,
+        ) as error:
+            print(f"{samples}:{number}: not a sample: {error}", file=sys.stderr)  # noqa: T201
+            failed = True
+            continue
+        answer = dry_run_answer(router, body, now)
+        print(orjson.dumps(answer.model_dump(mode="json")).decode())  # noqa: T201
+    if failed:
+        raise SystemExit(2)
 
 
 if __name__ == "__main__":

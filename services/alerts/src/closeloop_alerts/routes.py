@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from closeloop_alerts import kpis, repository, service
 from closeloop_alerts.models import OwnerRecord, TargetHealth
 from closeloop_alerts.owners import OwnerConflict, OwnerStore
-from closeloop_alerts.routing import EmailTarget, Owner, format_errors
+from closeloop_alerts.routing import EmailTarget, Owner, Router, format_errors
 from closeloop_alerts.schemas import (
     AlertDetailOut,
     AlertEventOut,
@@ -390,8 +390,11 @@ async def delete_owner(owner_id: OwnerId, context: Context) -> Response:
 @admin.post("/routing/dry-run", response_model=DryRunOut, tags=["routing"])
 async def dry_run(body: DryRunIn, context: Context) -> DryRunOut:
     """Which rule would match this item, which owner, priority and SLA, and why."""
-    router = context.owners.state.router
-    now = context.lifecycle.clock()
+    return dry_run_answer(context.owners.state.router, body, context.lifecycle.clock())
+
+
+def dry_run_answer(router: Router, body: DryRunIn, now: datetime) -> DryRunOut:
+    """The dry run of one item against ``router`` (also used by ``check-routing --samples``)."""
     feedback = identify(body.feedback, now)
     sentiment = Sentiment(
         **body.sentiment.model_dump(), model="dry-run", model_version="0", scored_at=now
