@@ -73,7 +73,7 @@ class LinearModel:
         return total
 
     def to_json(self, meta: Mapping[str, Any]) -> bytes:
-        body = {"name": self.name, "version": self.version, "bias": self.bias, **meta}
+        body = {"name": self.name, "version": self.version, "bias": round(self.bias, 6), **meta}
         body["weights"] = {key: round(value, 4) for key, value in sorted(self.weights.items())}
         # mtime=0: the same model gives the same bytes, so a retrain that changed
         # nothing leaves no diff.

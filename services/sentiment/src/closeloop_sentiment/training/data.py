@@ -9,7 +9,8 @@
   snippets, each rated by ≥ 20 people), which ships only in the
   ``vaderSentiment==3.3.2`` **sdist** (``additional_resources/
   hutto_ICWSM_2014.tar.gz``). :func:`english_corpora` downloads the sdist once
-  with pip into a cache folder (install-time network, never at run time) and
+  with pip into ``.cache/closeloop-sentiment`` (build-time network, never at
+  run time) and
   splits each corpus 80/20 by a hash of its item id.
 * **CX set**: the team's labelled customer-experience items in
   ``services/sentiment/data/cx/*.jsonl``, split dev/test by a hash of the item
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -36,7 +38,8 @@ from typing import Any
 REPO_SERVICE_DIR = Path(__file__).resolve().parents[3]
 """``services/sentiment`` when run from the source tree."""
 CX_DIR = REPO_SERVICE_DIR / "data" / "cx"
-CACHE_DIR = REPO_SERVICE_DIR / ".cache"
+# The repository's .cache (ignored by git and by the Docker build context).
+CACHE_DIR = REPO_SERVICE_DIR.parents[1] / ".cache" / "closeloop-sentiment"
 
 VADER_SDIST = "vaderSentiment==3.3.2"
 ENGLISH_CORPORA = ("tweets", "movieReviewSnippets", "amazonReviewSnippets", "nytEditorialSnippets")
@@ -97,14 +100,15 @@ def chinese_splits() -> tuple[list[Example], list[Example]]:
 
 
 def _pip_download(requirement: str, destination: Path) -> None:
-    """Fetch an sdist with pip: this interpreter's, else ``pip`` on PATH, else through uv."""
+    """Fetch an sdist with pip: this interpreter's, else uv's (``$UV`` or on PATH), else ``pip``."""
     args = ["download", "--no-deps", "--no-binary", ":all:", requirement, "-d", str(destination)]
+    uv = os.environ.get("UV") or shutil.which("uv")
     if _has_pip():
         command = [sys.executable, "-m", "pip", *args]
-    elif shutil.which("pip"):
-        command = ["pip", *args]
+    elif uv:
+        command = [uv, "tool", "run", "pip", *args]
     else:
-        command = [shutil.which("uv") or "uv", "tool", "run", "pip", *args]
+        command = ["pip", *args]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
