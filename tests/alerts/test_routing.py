@@ -659,3 +659,20 @@ def test_check_routing_dry_runs_samples(tmp_path: Path, capsys: pytest.CaptureFi
         main(["check-routing", str(good), "--samples", str(broken)])
     assert exited.value.code == 2
     assert "broken.jsonl:2" in capsys.readouterr().err
+
+
+def test_working_hours_times() -> None:
+    unquoted = MINIMAL_ROUTING.replace(
+        "    name: Hotline team\n",
+        "    name: Hotline team\n    working_hours: {start: 8:30, end: 17:00}\n",
+    )
+    hours = parse_routing(unquoted).owners[0].working_hours
+    assert hours is not None
+    assert (hours.start.isoformat(), hours.end.isoformat()) == ("08:30:00", "17:00:00")
+    late = MINIMAL_ROUTING.replace(
+        "    name: Hotline team\n", "    name: Hotline team\n    working_hours: {start: '25:00'}\n"
+    )
+    assert any("not a time of day" in p for p in problems_of(late))
+    # Outside a YAML file (the admin API), a number is not a time.
+    with pytest.raises(ValueError, match="not a time of day"):
+        config([], owners=[{"id": "c", "working_hours": {"start": 540}}])

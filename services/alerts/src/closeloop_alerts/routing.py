@@ -37,6 +37,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -233,6 +234,23 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 Dimension = Literal["topic", "touchpoint", "channel"]
 
 
+def _clock_time(value: Any, info: ValidationInfo) -> Any:
+    """``"09:00"``; in a YAML file also an unquoted 9:00, which YAML 1.1 reads as 540."""
+    if isinstance(value, time):
+        return value
+    from_yaml = bool(info.context and info.context.get("yaml"))
+    minutes = value if isinstance(value, int) and not isinstance(value, bool) else -1
+    if from_yaml and 0 <= minutes < 24 * 60:
+        return time(minutes // 60, minutes % 60)
+    if isinstance(value, str) and re.fullmatch(r"([01]?\d|2[0-3]):[0-5]\d", value.strip()):
+        hour, minute = value.strip().split(":")
+        return time(int(hour), int(minute))
+    raise ValueError(f'not a time of day: {value!r} (use "HH:MM")')
+
+
+ClockTime = Annotated[time, BeforeValidator(_clock_time)]
+
+
 def _work_week() -> list[Weekday]:
     return ["mon", "tue", "wed", "thu", "fri"]
 
@@ -245,8 +263,8 @@ class WorkingHours(_Model):
     """When the owner works, in the owner's ``timezone``; SLA clocks only run then."""
 
     days: Annotated[list[Weekday], Field(min_length=1)] = Field(default_factory=_work_week)
-    start: time = time(9, 0)
-    end: time = time(17, 0)
+    start: ClockTime = time(9, 0)
+    end: ClockTime = time(17, 0)
 
     @model_validator(mode="after")
     def _ordered(self) -> WorkingHours:
@@ -739,7 +757,7 @@ def parse_routing(document: str, source: str = "<routing>") -> RoutingConfig:
     if not isinstance(data, dict):
         raise RoutingError(source, ["the top level must be a mapping (owners, rules, ...)"])
     try:
-        return RoutingConfig.model_validate(data)
+        return RoutingConfig.model_validate(data, context={"yaml": True})
     except ValidationError as error:
         raise RoutingError(source, format_errors(error)) from None
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 from closeloop_alerts.models import (
     Alert,
@@ -401,15 +401,19 @@ class OwnerList(_Out):
 # --- routing ----------------------------------------------------------------------------------
 
 
+# Numbers must be JSON numbers: "0.5" is refused, as the published schema says.
+Number = Annotated[float, Strict()] | Annotated[int, Strict()]
+
+
 class DryRunSentiment(_In):
     label: SentimentLabel
-    score: Annotated[float, Field(ge=-1.0, le=1.0)]
-    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    score: Annotated[Number, Field(ge=-1.0, le=1.0)]
+    confidence: Annotated[Number, Field(ge=0.0, le=1.0)] = 1.0
     language: str = ""
     topics: list[str] = Field(default_factory=list)
     urgency: Urgency | None = None
     urgency_cues: list[str] = Field(default_factory=list)
-    emotions: dict[str, Annotated[float, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
+    emotions: dict[str, Annotated[Number, Field(ge=0.0, le=1.0)]] = Field(default_factory=dict)
 
 
 class DryRunIn(_In):

@@ -823,6 +823,8 @@ def add_alerts_routes(app: FastAPI) -> None:
         responses = problems(401, 403, 422, 429, 503, *errors)
         if model is not None:
             responses[status] = {"model": model, "description": "The alerts service's answer."}
+            if method == "PUT":
+                responses[201] = {"model": model, "description": "Created."}
         else:
             responses[status] = {"description": "Done (no body)."}
         app.router.add_api_route(
