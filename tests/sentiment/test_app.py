@@ -33,6 +33,7 @@ class EchoScorer:
                 score=0.0,
                 confidence=0.5,
                 language=item.declared_language or "und",
+                topics=[item.text],
                 model=self.model_name,
                 model_version=self.model_version,
                 scored_at=datetime.now(UTC),
@@ -145,3 +146,19 @@ async def test_the_score_endpoint_can_be_switched_off() -> None:
     async with running(EchoScorer, score_endpoint_enabled=False) as client:
         response = await client.post("/v1/score", json={"text": "hello"})
     assert response.status_code == 404
+
+
+async def test_the_score_endpoint_applies_the_channels_text_handling() -> None:
+    async with running(EchoScorer) as client:
+        await poll(lambda: client.get("/readyz"), until=lambda r: r.json()["checks"]["models"])
+        body = {
+            "text": "Still broken.\n\nOn Mon, Support wrote:\n> Great news!",
+            "subject": "Re: ticket",
+            "channel": "email",
+        }
+        scored = await client.post("/v1/score", json=body)
+        assert scored.status_code == 200
+        # The echo scorer returns what it was given as its one topic.
+        assert scored.json()["topics"] == ["Re: ticket\nStill broken."]
+        plain = await client.post("/v1/score", json={"text": "AGENT: hi\nCUSTOMER: bad"})
+        assert plain.json()["topics"] == ["AGENT: hi\nCUSTOMER: bad"]

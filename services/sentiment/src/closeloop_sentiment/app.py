@@ -23,8 +23,9 @@ from closeloop_sentiment.metrics import MODEL_INFO
 from closeloop_sentiment.scoring import LexiconScorer, Scorer, ScoringInput
 from closeloop_sentiment.service import CONSUMER_GROUP, SentimentService
 from closeloop_sentiment.taxonomy import Taxonomy
+from closeloop_sentiment.text import prepare
 from closeloop_shared.config import KafkaSettings
-from closeloop_shared.contracts.feedback import MAX_TEXT_CHARS, ContractModel, Rating
+from closeloop_shared.contracts.feedback import MAX_TEXT_CHARS, Channel, ContractModel, Rating
 from closeloop_shared.contracts.sentiment import Sentiment
 from closeloop_shared.events import FeedbackReceivedEvent, Topic
 from closeloop_shared.http.observability import install_observability
@@ -47,6 +48,9 @@ class ScoreRequest(ContractModel):
     rating: Rating | None = None
     language: Annotated[str, Field(max_length=16)] | None = None
     """A declared language (a locale); a hint for detection, not an override."""
+    channel: Channel | None = None
+    """Applies the channel's text handling (email quotes and signatures, hotline roles, …)."""
+    subject: Annotated[str, Field(max_length=1000)] | None = None
 
 
 class SentimentRuntime:
@@ -189,8 +193,13 @@ def create_app(
                 raise HTTPException(
                     503, "The model is still loading.", headers={"Retry-After": str(RETRY_AFTER_S)}
                 )
+            channel = request.channel.value if request.channel is not None else None
+            prepared = prepare(channel, request.text, request.subject, {})
             item = ScoringInput(
-                text=request.text, rating=request.rating, declared_language=request.language
+                text=prepared.text,
+                rating=request.rating,
+                declared_language=request.language,
+                channel=channel,
             )
             [sentiment] = await service.score([item])
             return sentiment
