@@ -264,10 +264,10 @@ def routing_dry_run(obj: Context, samples: Path, file: Path | None, alerts_url: 
         decisions = run(routing.dry_run_service(alerts_url, items))
         title = f"routing loaded by {alerts_url}: {len(items)} samples"
     rows = []
-    for sample, decision in zip(items, decisions, strict=True):
+    for position, (sample, decision) in enumerate(zip(items, decisions, strict=True)):
         feedback, sentiment = sample["feedback"], sample.get("sentiment") or {}
         rows.append((
-            decision.get("index"), feedback.get("channel"), feedback.get("external_id"),
+            decision.get("index", position), feedback.get("channel"), feedback.get("external_id"),
             sentiment.get("label"), decision.get("owner") or "-", decision.get("priority") or "-",
             decision.get("rule_id") or ("default" if decision.get("owner") else "no alert"),
             decision.get("reason") or "",
