@@ -78,6 +78,8 @@ FAST_ALERTS_ENV = {
     "CLOSELOOP_ALERTS_GAUGE_REFRESH_INTERVAL_S": "2",
     # The gateway's per-key bucket is tested on its own; here it would only slow the load.
     "CLOSELOOP_GATEWAY_RATE_LIMIT_PER_S": "0",
+    # The owners' endpoint is this test's receiver on loopback, which the SSRF guard refuses.
+    "CLOSELOOP_OUTBOUND_ALLOWLIST": "127.0.0.1",
 }
 
 
@@ -87,6 +89,7 @@ FAST_ALERTS_ENV = {
 @dataclass(frozen=True)
 class Delivery:
     owner: str
+    event: str
     webhook_id: str
     alert_id: str
     feedback_id: str
@@ -176,11 +179,13 @@ class OwnerReceiver:
             Webhook(OWNER_SECRETS[owner]).verify(body, headers)
         except Exception:
             verified = False
-        data = orjson.loads(body)["data"]
+        payload = orjson.loads(body)
+        data = payload["data"]
         with self._lock:
             self.deliveries.append(
                 Delivery(
                     owner=owner,
+                    event=str(payload.get("type")),
                     webhook_id=headers.get("webhook-id", ""),
                     alert_id=data["alert"]["id"],
                     feedback_id=data["feedback"]["id"],
@@ -706,13 +711,14 @@ async def read_database(database_url: str) -> Stored:
             scores.setdefault(row["id"], []).append(row["label"])
         alerts: dict[str, list[str]] = {}
         for row in await connection.fetch(
-            "SELECT feedback_id::text AS fid, id::text AS id FROM alerts.alert"
+            "SELECT feedback_id::text AS fid, id::text AS id FROM alerts.alert WHERE kind = 'item'"
         ):
             alerts.setdefault(row["fid"], []).append(row["id"])
         webhook_ids = {
             row["alert_id"]: row["webhook_id"]
             for row in await connection.fetch(
                 "SELECT alert_id::text AS alert_id, webhook_id FROM alerts.delivery"
+                " WHERE event = 'alert.raised'"
             )
         }
         pending = await connection.fetchval(
@@ -789,6 +795,8 @@ def count(
     **extra: Any,
 ) -> Counts:
     """``maybe_stored``: ids sent outside the plan that got no 2xx, so may or may not be stored."""
+    # Other notifications (fallback, escalation) are not part of this count.
+    deliveries = [d for d in deliveries if d.event == "alert.raised"]
     sent = {item.id: item for item in plan.items}
     accepted = {i for request in plan.requests for i in request.accepted_ids}
     negative_ids = {i for i in sent if sent[i].negative}
@@ -848,7 +856,7 @@ async def wait_drained(
         negatives = {i for i in accepted if i in stored.feedback} & {
             item.id for item in plan.items if item.negative
         }
-        delivered = {d.alert_id for d in receiver.snapshot()}
+        delivered = {d.alert_id for d in receiver.snapshot() if d.event == "alert.raised"}
         done = (
             accepted <= set(stored.feedback)
             and set(stored.feedback) <= set(stored.scores)
@@ -863,65 +871,68 @@ async def wait_drained(
 # -- the broker, seen from outside ------------------------------------------------------------
 
 
-async def topic_records(bootstrap_servers: str, topic: str, timeout_s: float = 5.0) -> list[Any]:
-    """Every record currently in ``topic`` (all partitions), read without a consumer group."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+async def _partitions(consumer: Any, topic: str) -> list[Any]:
+    """Every partition of ``topic``, from a fresh full metadata answer.
+
+    (``partitions_for_topic`` answers from the client's cached view, which can be partial.)
+    """
+    from aiokafka import TopicPartition
+
+    metadata = await consumer._client.fetch_all_metadata()
+    return [TopicPartition(topic, p) for p in sorted(metadata.partitions_for_topic(topic) or ())]
+
+
+async def topic_records(bootstrap_servers: str, topic: str, quiet_s: float = 1.5) -> list[Any]:
+    """Every record currently in ``topic`` (all partitions), read without a consumer group.
+
+    Reads until nothing new arrived for ``quiet_s``: Tansu's end offsets (ListOffsets) can
+    lag behind what a fetch returns, so they are not used as the stop condition.
+    """
+    from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, fetch_max_wait_ms=50
+        bootstrap_servers=bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=50,
     )
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer.topics()  # refreshes the metadata
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = await _partitions(consumer, topic)
         if not tps:
             return []
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
         records: list[Any] = []
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(position >= ends[tp] for position, tp in zip(positions, tps, strict=True)):
-                break
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
+        last_new = time.monotonic()
+        while time.monotonic() - last_new < quiet_s:
+            fetched = await consumer.getmany(timeout_ms=200)
+            for batch in fetched.values():
                 records.extend(batch)
+            if fetched:
+                last_new = time.monotonic()
         return records
     finally:
         await consumer.stop()
 
 
-async def end_offsets(bootstrap_servers: str, topic: str) -> int:
-    """Sum of the partitions' end offsets: how many records were ever written."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()  # refreshes the metadata
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or set()]
-        return sum((await consumer.end_offsets(tps)).values()) if tps else 0
-    finally:
-        await consumer.stop()
+async def record_count(bootstrap_servers: str, topic: str) -> int:
+    """How many records ``topic`` holds, counted by reading them."""
+    return len(await topic_records(bootstrap_servers, topic))
 
 
 async def committed_total(bootstrap_servers: str, group: str, topic: str) -> int:
     """Sum of the offsets ``group`` committed on ``topic`` (without joining the group)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        await consumer.topics()  # refreshes the metadata
         total = 0
-        for partition in consumer.partitions_for_topic(topic) or set():
-            total += await consumer.committed(TopicPartition(topic, partition)) or 0
+        for tp in await _partitions(consumer, topic):
+            total += await consumer.committed(tp) or 0
         return total
     finally:
         await consumer.stop()
