@@ -17,7 +17,7 @@ from typing import Generic, Literal, TypeVar
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from closeloop_shared.contracts.alerts import AlertLifecycle
+from closeloop_shared.contracts.alerts import AlertLifecycle, CustomerReplyRequest
 from closeloop_shared.contracts.feedback import Feedback
 from closeloop_shared.contracts.sentiment import ScoredFeedback
 
@@ -26,6 +26,7 @@ class Topic(StrEnum):
     FEEDBACK_RECEIVED = "closeloop.feedback.received.v1"
     FEEDBACK_SCORED = "closeloop.feedback.scored.v1"
     ALERT_LIFECYCLE = "closeloop.alert.lifecycle.v1"
+    CUSTOMER_REPLY_REQUESTED = "closeloop.customer.reply.requested.v1"
 
 
 class EventType(StrEnum):
@@ -34,6 +35,11 @@ class EventType(StrEnum):
     ALERT_RAISED = "com.closeloop.alert.raised.v1"
     ALERT_ACKNOWLEDGED = "com.closeloop.alert.acknowledged.v1"
     ALERT_RESOLVED = "com.closeloop.alert.resolved.v1"
+    ALERT_REOPENED = "com.closeloop.alert.reopened.v1"
+    ALERT_ASSIGNED = "com.closeloop.alert.assigned.v1"
+    ALERT_COMMENTED = "com.closeloop.alert.commented.v1"
+    ALERT_ESCALATED = "com.closeloop.alert.escalated.v1"
+    CUSTOMER_REPLY_REQUESTED = "com.closeloop.customer.reply.requested.v1"
 
 
 def dead_letter_topic(source: Topic | str, consumer_group: str) -> str:
@@ -69,7 +75,19 @@ class FeedbackScoredEvent(CloudEvent[ScoredFeedback]):
 
 
 class AlertLifecycleEvent(CloudEvent[AlertLifecycle]):
-    type: Literal[EventType.ALERT_RAISED, EventType.ALERT_ACKNOWLEDGED, EventType.ALERT_RESOLVED]
+    type: Literal[
+        EventType.ALERT_RAISED,
+        EventType.ALERT_ACKNOWLEDGED,
+        EventType.ALERT_RESOLVED,
+        EventType.ALERT_REOPENED,
+        EventType.ALERT_ASSIGNED,
+        EventType.ALERT_COMMENTED,
+        EventType.ALERT_ESCALATED,
+    ]
+
+
+class CustomerReplyRequestedEvent(CloudEvent[CustomerReplyRequest]):
+    type: Literal[EventType.CUSTOMER_REPLY_REQUESTED] = EventType.CUSTOMER_REPLY_REQUESTED
 
 
 def new_event_id() -> str:

@@ -14,7 +14,12 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from closeloop_shared.contracts.feedback import FeedbackBatchIn, FeedbackIn
-from closeloop_shared.events import AlertLifecycleEvent, FeedbackReceivedEvent, FeedbackScoredEvent
+from closeloop_shared.events import (
+    AlertLifecycleEvent,
+    CustomerReplyRequestedEvent,
+    FeedbackReceivedEvent,
+    FeedbackScoredEvent,
+)
 
 SCHEMA_ID_BASE = "https://closeloop.dev/schemas/"
 
@@ -22,6 +27,7 @@ PUBLISHED: dict[str, type[BaseModel]] = {
     "feedback-received.v1.json": FeedbackReceivedEvent,
     "feedback-scored.v1.json": FeedbackScoredEvent,
     "alert-lifecycle.v1.json": AlertLifecycleEvent,
+    "customer-reply-requested.v1.json": CustomerReplyRequestedEvent,
     "feedback-in.v1.json": FeedbackIn,
     "feedback-batch-in.v1.json": FeedbackBatchIn,
 }

@@ -23,7 +23,7 @@ from closeloop_alerts.metrics import (
     TARGETS_UNHEALTHY,
 )
 from closeloop_alerts.notifiers import SmtpSettings
-from closeloop_alerts.outbox import CUSTOMER_REPLY_TOPIC, OutboxRelay
+from closeloop_alerts.outbox import OutboxRelay
 from closeloop_alerts.owners import OwnerStore
 from closeloop_alerts.routes import ApiContext, admin, router
 from closeloop_alerts.routing import (
@@ -47,7 +47,6 @@ from closeloop_shared.db.engine import (
 )
 from closeloop_shared.events import FeedbackScoredEvent, Topic, utcnow
 from closeloop_shared.http.observability import install_observability
-from closeloop_shared.kafka.admin import ensure_topics
 from closeloop_shared.kafka.consumer import BatchConsumer
 from closeloop_shared.kafka.producer import EventProducer
 from closeloop_shared.logging import get_logger
@@ -241,11 +240,6 @@ def create_app(
                 # The database may come later; the reload loop seeds and loads then.
                 log.warning("owners_not_loaded", error=type(error).__name__)
             await producer.start()
-            try:
-                # TODO(shared): drop once the topic is in kafka.admin.CONSUMER_GROUPS.
-                await ensure_topics(kafka, [CUSTOMER_REPLY_TOPIC], timeout_s=10.0)
-            except Exception as error:
-                log.warning("customer_reply_topic_not_ensured", error=type(error).__name__)
             _start(runtime, "owners", owners.run(settings.routing_reload_interval_s))
             _start(runtime, "sla", sla.run())
             _start(

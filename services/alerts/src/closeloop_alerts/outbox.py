@@ -17,15 +17,20 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import repository
 from closeloop_alerts.models import Alert, Outbox
-from closeloop_shared.contracts.alerts import AlertLifecycle, AlertPriority, AlertStatus
+from closeloop_shared.contracts.alerts import (
+    AlertLifecycle,
+    AlertPriority,
+    AlertStatus,
+    CustomerReplyRequest,
+)
 from closeloop_shared.events import (
     CloudEvent,
+    CustomerReplyRequestedEvent,
     EventType,
     Topic,
     encode,
@@ -48,45 +53,21 @@ EVENT_TYPES = {
     AlertStatus.RESOLVED: EventType.ALERT_RESOLVED,
 }
 
-# TODO(shared): move these to closeloop_shared.events.EventType and add them to
-# AlertLifecycleEvent's type Literal; until then they are published as CloudEvents with
-# the shared AlertLifecycle payload (status after the change + note).
-ALERT_REOPENED = "com.closeloop.alert.reopened.v1"
-ALERT_ESCALATED = "com.closeloop.alert.escalated.v1"
-ALERT_ASSIGNED = "com.closeloop.alert.assigned.v1"
-ALERT_COMMENTED = "com.closeloop.alert.commented.v1"
+# Lifecycle events beyond the three states; the payload is the shared AlertLifecycle
+# (status after the change + note).
+ALERT_REOPENED = EventType.ALERT_REOPENED
+ALERT_ESCALATED = EventType.ALERT_ESCALATED
+ALERT_ASSIGNED = EventType.ALERT_ASSIGNED
+ALERT_COMMENTED = EventType.ALERT_COMMENTED
 
-# TODO(shared): move to closeloop_shared.events.Topic.CUSTOMER_REPLY_REQUESTED and
-# EventType.CUSTOMER_REPLY_REQUESTED, with CustomerReplyRequest in
-# closeloop_shared.contracts.alerts, and add the topic to kafka.admin.CONSUMER_GROUPS.
-CUSTOMER_REPLY_TOPIC = "closeloop.customer.reply.requested.v1"
-CUSTOMER_REPLY_REQUESTED = "com.closeloop.customer.reply.requested.v1"
-
-
-class CustomerReplyRequest(BaseModel):
-    """Asks the channel system that received the item to send ``text`` to the customer."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    reply_id: uuid.UUID
-    alert_id: uuid.UUID
-    feedback_id: uuid.UUID
-    channel: str
-    external_id: str
-    # The contact as the channel knows it: id, name, email, phone, handle (what it carried).
-    contact: dict[str, str]
-    subject: str | None = None
-    text: str
-    language: str | None = None
-    actor: str | None = None
-    requested_at: AwareDatetime
+CUSTOMER_REPLY_TOPIC = Topic.CUSTOMER_REPLY_REQUESTED.value
+CUSTOMER_REPLY_REQUESTED = EventType.CUSTOMER_REPLY_REQUESTED
 
 
 def customer_reply_row(reply: CustomerReplyRequest) -> dict[str, Any]:
-    event = CloudEvent[CustomerReplyRequest](
+    event = CustomerReplyRequestedEvent(
         id=str(reply.reply_id),
         source=EVENT_SOURCE,
-        type=CUSTOMER_REPLY_REQUESTED,
         subject=str(reply.alert_id),
         time=reply.requested_at,
         data=reply,

@@ -33,13 +33,12 @@ from closeloop_alerts.outbox import (
     ALERT_COMMENTED,
     ALERT_ESCALATED,
     ALERT_REOPENED,
-    CustomerReplyRequest,
     customer_reply_row,
     lifecycle_row,
 )
 from closeloop_alerts.routing import Owner, RouteDecision, Router, RoutingState, default_routing
 from closeloop_alerts.sla import deadlines
-from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
+from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus, CustomerReplyRequest
 from closeloop_shared.contracts.feedback import Customer
 from closeloop_shared.contracts.sentiment import ScoredFeedback
 from closeloop_shared.events import FeedbackScoredEvent

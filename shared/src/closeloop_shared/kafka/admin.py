@@ -16,6 +16,7 @@ CONSUMER_GROUPS: dict[Topic, tuple[str, ...]] = {
     Topic.FEEDBACK_RECEIVED: ("closeloop-sentiment",),
     Topic.FEEDBACK_SCORED: ("closeloop-alerts",),
     Topic.ALERT_LIFECYCLE: (),
+    Topic.CUSTOMER_REPLY_REQUESTED: (),
 }
 
 
