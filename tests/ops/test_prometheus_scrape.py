@@ -8,6 +8,7 @@ are also evaluated against real series, not only promtool's synthetic ones.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from tests.deploy.tools import REPO, require_tool
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 RULES = REPO / "deploy" / "prometheus" / "rules"
+DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +202,16 @@ async def test_prometheus_scrapes_every_service_and_the_key_series_move(
         await _until(recorded, "recording rule closeloop:kafka_messages_consumed:rate5m", 20)
         rules = (await client.get("/api/v1/rules")).json()["data"]["groups"]
         assert all(rule["health"] == "ok" for group in rules for rule in group["rules"]), rules
+
+
+async def test_every_dashboard_query_is_valid_promql(prometheus: str) -> None:
+    """Grafana's variables substituted, each panel query parses and runs on the real server."""
+    async with httpx.AsyncClient(base_url=prometheus, timeout=5) as client:
+        for path in sorted(DASHBOARDS.glob("*.json")):
+            dashboard = json.loads(path.read_text())
+            for panel in dashboard["panels"]:
+                for target in panel.get("targets", []):
+                    expr = target["expr"].replace("$__range", "5m").replace("$channel", ".*")
+                    response = await client.get("/api/v1/query", params={"query": expr})
+                    assert response.status_code == 200, (path.name, panel["title"], response.text)
+                    assert response.json()["status"] == "success", (path.name, panel["title"])
