@@ -158,7 +158,10 @@ def install_observability(
 
 
 def _version(service: str) -> str:
-    try:
-        return metadata.version(service)
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    """The installed package's version: ``service`` may be ``gateway`` or ``closeloop-gateway``."""
+    for name in (service, f"closeloop-{service}"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
