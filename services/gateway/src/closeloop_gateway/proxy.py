@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
+import yarl
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
+from multidict import CIMultiDict
 from prometheus_client import Counter
 from starlette.routing import request_response
 from starlette.types import Scope as ASGIScope
@@ -77,74 +79,90 @@ RESPONSE_HEADERS = frozenset(
 )
 
 
-# Added to every upstream request: bodies pass through as they are, and asking for gzip
-# would make httpx decode them.
-_UPSTREAM_DEFAULT_HEADERS = [(b"accept-encoding", b"identity")]
+# Added to every upstream request: bodies pass through as they are, so nothing is asked to
+# be compressed, and no client-side headers are invented.
+_UPSTREAM_DEFAULT_HEADERS = (("Accept-Encoding", "identity"),)
+_SKIPPED_AUTO_HEADERS = frozenset({"User-Agent", "Accept", "Accept-Encoding", "Content-Type"})
+
+
+class UpstreamUnavailable(Exception):
+    """The upstream could not be reached or did not answer in time."""
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    status_code: int
+    raw_headers: list[tuple[bytes, bytes]]
+    content: bytes
 
 
 class Upstream:
-    """One service behind the gateway: one pooled keep-alive client, made in the lifespan.
+    """One service behind the gateway: one pooled keep-alive aiohttp session, made in the lifespan.
 
-    Requests are built here and handed to ``client.send``: httpx's ``client.request`` would
-    parse the URL string, merge default headers, cookies and timeouts on every call, which
-    measured ~40 % of httpx's CPU per request on this hardware. What it would merge is
-    constant, so it is prepared once: parsed URLs for the fixed paths, the timeout extension,
-    the default headers.
+    Why aiohttp and not httpx: forwarding is the gateway's whole hot path, and on this
+    hardware httpx (with httpcore's pool, which rescans every connection on each request)
+    cost ~1.7-2.6 ms of client CPU per request against ~0.16-0.23 ms for aiohttp in the
+    same run (a keep-alive POST of 1 KB to a bare ASGI server, 32 in flight).
     """
 
     def __init__(self, name: str, base_url: str, settings: GatewaySettings) -> None:
         self.name = name
-        self.base_url = base_url
-        # httpcore walks every pooled connection (quadratically, in httpcore 1.0) on each
-        # request start and end, so a pool larger than the concurrency it needs costs CPU
-        # on every request; and keeping as many idle connections as it may open avoids
-        # churning them.
-        limits = httpx.Limits(
-            max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_connections,
-            keepalive_expiry=settings.upstream_keepalive_expiry_s,
+        self.base_url = base_url.rstrip("/")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=settings.upstream_max_connections,
+                keepalive_timeout=settings.upstream_keepalive_expiry_s,
+            ),
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=settings.upstream_pool_timeout_s + settings.upstream_connect_timeout_s,
+                sock_connect=settings.upstream_connect_timeout_s,
+                sock_read=settings.upstream_timeout_s,
+            ),
+            # Bodies pass through byte for byte: never decompress, never add cookies.
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_SKIPPED_AUTO_HEADERS,
         )
-        timeout = httpx.Timeout(
-            connect=settings.upstream_connect_timeout_s,
-            read=settings.upstream_timeout_s,
-            write=settings.upstream_timeout_s,
-            pool=settings.upstream_pool_timeout_s,
-        )
-        self.client = httpx.AsyncClient(
-            base_url=base_url,
-            timeout=timeout,
-            # retries=1 repeats only a failed *connect*: nothing was sent, so even a POST
-            # is safe to try again on a fresh connection.
-            transport=httpx.AsyncHTTPTransport(limits=limits, retries=1),
-            follow_redirects=False,
-        )
-        self._extensions = {"timeout": timeout.as_dict()}
-        self._fixed_urls: dict[str, httpx.URL] = {}
+        self._fixed_urls: dict[str, yarl.URL] = {}
         self.readiness_timeout_s = settings.readiness_timeout_s
         self.duration = UPSTREAM_DURATION.labels(name)
         self._by_status: dict[int, Counter] = {}
         self.unavailable = UPSTREAM_REQUESTS.labels(name, "unavailable")
 
-    def url(self, path: str, query: bytes, *, fixed: bool) -> httpx.URL:
+    def url(self, path: str, query: bytes, *, fixed: bool) -> yarl.URL:
         """The upstream URL; ``fixed`` paths (no ids in them) are parsed once and reused."""
         if query:
-            # The query string goes on byte for byte: Twilio signs the URL including it.
-            return httpx.URL(self.base_url + path + "?" + query.decode("latin-1"))
+            # The query string goes on byte for byte (encoded=True): Twilio signs the URL
+            # including it, so it must not be re-encoded.
+            return yarl.URL(self.base_url + path + "?" + query.decode("latin-1"), encoded=True)
         if not fixed:
-            return httpx.URL(self.base_url + path)
+            return yarl.URL(self.base_url + path, encoded=True)
         url = self._fixed_urls.get(path)
         if url is None:
-            url = self._fixed_urls[path] = httpx.URL(self.base_url + path)
+            url = self._fixed_urls[path] = yarl.URL(self.base_url + path, encoded=True)
         return url
 
     async def send(
-        self, method: str, url: httpx.URL, body: bytes | None, headers: list[tuple[bytes, bytes]]
-    ) -> httpx.Response:
-        headers.extend(_UPSTREAM_DEFAULT_HEADERS)
-        request = httpx.Request(
-            method, url, content=body, headers=headers, extensions=self._extensions
+        self,
+        method: str,
+        url: yarl.URL,
+        body: bytes | None,
+        headers: list[tuple[bytes, bytes]],
+    ) -> UpstreamAnswer:
+        outgoing = CIMultiDict(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in headers
         )
-        return await self.client.send(request)
+        outgoing.extend(_UPSTREAM_DEFAULT_HEADERS)
+        try:
+            async with self._session.request(
+                method, url, data=body, headers=outgoing, allow_redirects=False
+            ) as answer:
+                content = await answer.read()
+                return UpstreamAnswer(answer.status, list(answer.raw_headers), content)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            # Unreachable, refused, reset, timed out, or no pooled connection free in time.
+            raise UpstreamUnavailable(type(error).__name__) from error
 
     def count(self, status: int) -> None:
         counter = self._by_status.get(status)
@@ -154,13 +172,16 @@ class Upstream:
 
     async def healthy(self) -> bool:
         try:
-            response = await self.client.get("/healthz", timeout=self.readiness_timeout_s)
-        except httpx.HTTPError:
+            async with self._session.get(
+                self.base_url + "/healthz",
+                timeout=aiohttp.ClientTimeout(total=self.readiness_timeout_s),
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
             return False
-        return response.status_code == 200
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self._session.close()
 
 
 class Proxy:
@@ -210,18 +231,17 @@ class Proxy:
             headers.extend(principal.upstream_headers)
         try:
             url = upstream.url(path, scope["query_string"], fixed=fixed_path)
-        except httpx.InvalidURL:
+        except ValueError:
             raise ProblemError(400, "bad_request", "The query string is not valid.") from None
         started = time.perf_counter()
         try:
             answer = await upstream.send(scope["method"], url, body, headers)
-        except httpx.TransportError as error:
-            # Unreachable, refused, reset, timed out, or no pooled connection free in time.
+        except UpstreamUnavailable as error:
             # A POST that timed out may have been processed; retrying is safe because
             # feedback ids are derived from (channel, external_id).
             upstream.duration.observe(time.perf_counter() - started)
             upstream.unavailable.inc()
-            log.warning("upstream_unavailable", upstream=upstream_name, error=type(error).__name__)
+            log.warning("upstream_unavailable", upstream=upstream_name, error=str(error))
             raise unavailable(
                 f"The {upstream_name} service is unavailable; retry later.",
                 self.retry_after_s,
@@ -231,7 +251,7 @@ class Proxy:
         upstream.count(answer.status_code)
         response = Response(content=answer.content, status_code=answer.status_code)
         raw = response.raw_headers
-        for name, value in answer.headers.raw:
+        for name, value in answer.raw_headers:
             lowered = name.lower()
             if lowered in RESPONSE_HEADERS:
                 raw.append((lowered, value))
