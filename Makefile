@@ -43,6 +43,14 @@ test: install lint typecheck ## The whole suite: lint, types, unit, integration 
 test-unit: install ## Only the tests that need no broker or database
 	$(BIN)/pytest -m "not integration and not e2e" $(PYTEST_ARGS)
 
+.PHONY: eval
+eval: install ## Sentiment: evaluate every model on held-out data (table + services/sentiment/eval/results.json)
+	UV=$(UV) $(BIN)/python -m closeloop_sentiment.training.eval $(EVAL_ARGS)
+
+.PHONY: train
+train: install ## Sentiment: retrain the linear heads from corpora that registry packages ship
+	UV=$(UV) $(BIN)/python -m closeloop_sentiment.training.train
+
 .PHONY: bench
 bench: install ## Measure the pipeline against ceilings measured in the same run (results/)
 	@command -v wrk >/dev/null && command -v hey >/dev/null || \
