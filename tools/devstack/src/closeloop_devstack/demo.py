@@ -392,6 +392,9 @@ async def run_demo(target: DemoTarget, wait_s: float = 30.0) -> int:
                 f"  [{alert['priority']:>6}] {alert['owner']:<13} {feedback['channel']:<8}"
                 f" {sentiment['label']:<9} {sentiment['score']:+.2f}  {text[:60]}"
             )
+        if received:
+            await _show_resolution_with_reply(client, target, received)
+            await _show_escalation(client, target, received, before)
         gateway_metrics = (await client.get(target.gateway_url + "/metrics")).text
         alerts_metrics = (await client.get(target.alerts_url + "/metrics")).text
         print(f"\nFrom /metrics ({target.gateway_url}/metrics, {target.alerts_url}/metrics):")
@@ -404,6 +407,89 @@ async def run_demo(target: DemoTarget, wait_s: float = 30.0) -> int:
         )
         print(f"  notifications delivered      {delivered}")
     return 0 if len(received) >= expected_alerts else 1
+
+
+async def _show_resolution_with_reply(
+    client: httpx.AsyncClient, target: DemoTarget, received: list[dict[str, Any]]
+) -> None:
+    """Support acknowledges the email complaint, resolves it and replies to the customer."""
+    auth = {"Authorization": f"Bearer {target.admin_key}"}
+    email = next(
+        (d for d in received if d["payload"]["data"]["feedback"]["channel"] == "email"), None
+    )
+    if email is None:
+        return
+    alert_id = email["payload"]["data"]["alert"]["id"]
+    print("\nClosing the loop on the email complaint:")
+    acknowledged = await client.post(f"/v1/alerts/{alert_id}/acknowledge", headers=auth)
+    print(f"  acknowledge  {acknowledged.status_code}  status={acknowledged.json().get('status')}")
+    resolved = await client.post(
+        f"/v1/alerts/{alert_id}/resolve",
+        headers=auth,
+        json={
+            "note": "Duplicate charge confirmed and refunded; refund ETA 3 working days.",
+            "root_cause": "billing-error",
+            "customer_reply": "Sorry about the double charge: we have refunded it today, you "
+            "will see it on your statement within 3 working days.",
+        },
+    )
+    body = resolved.json()
+    print(
+        f"  resolve      {resolved.status_code}  status={body.get('status')} "
+        f"root_cause={body.get('root_cause')}"
+    )
+    reply: dict[str, Any] = {}
+    for _ in range(20):
+        alert = (await client.get(f"/v1/alerts/{alert_id}", headers=auth)).json()
+        reply = alert.get("customer_reply") or {}
+        if reply.get("status") not in (None, "pending"):
+            break
+        await asyncio.sleep(0.5)
+    print(
+        f"  customer reply to the original channel: status={reply.get('status')} "
+        f"(event on closeloop.customer.reply.requested.v1 for the email system to send)"
+    )
+
+
+async def _show_escalation(
+    client: httpx.AsyncClient, target: DemoTarget, received: list[dict[str, Any]], before: int
+) -> None:
+    """Nobody acknowledges the hotline complaint: its SLA breaches and it escalates."""
+    auth = {"Authorization": f"Bearer {target.admin_key}"}
+    hotline = next(
+        (
+            d
+            for d in received
+            if d["payload"]["data"]["alert"]["priority"] in {"high", "critical"}
+            and d["payload"]["data"]["feedback"]["channel"] == "hotline"
+        ),
+        None,
+    )
+    if hotline is None:
+        return
+    alert_id = hotline["payload"]["data"]["alert"]["id"]
+    print("\nLeaving the hotline complaint unacknowledged past its SLA (20 s in this demo) ...")
+    deadline = time.monotonic() + 60
+    alert: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        alert = (await client.get(f"/v1/alerts/{alert_id}", headers=auth)).json()
+        if alert.get("escalation_level", 0) >= 1:
+            break
+        await asyncio.sleep(1)
+    if alert.get("escalation_level", 0) < 1:
+        print("  no escalation within 60 s (is the SLA in the routing file?)")
+        return
+    print(
+        f"  escalated: level {alert['escalation_level']} to {alert.get('escalated_to')} "
+        f"at {alert.get('escalated_at')}"
+    )
+    for _ in range(20):
+        deliveries = (await client.get(target.demo_owner_url + "/received")).json()[before:]
+        lead = [d for d in deliveries if d["payload"].get("type") == "alert.escalated"]
+        if lead:
+            print(f"  {lead[0]['path']} received alert.escalated (signed, verified)")
+            return
+        await asyncio.sleep(0.5)
 
 
 async def _received_count(client: httpx.AsyncClient, target: DemoTarget) -> int:

@@ -156,6 +156,8 @@ class Stack:
             # Local owners (the demo owner, test receivers) live on loopback, which the
             # alerts service's SSRF guard refuses unless allowed explicitly.
             "CLOSELOOP_OUTBOUND_ALLOWLIST": "127.0.0.1,localhost",
+            # Check SLA clocks every second (the demo's clocks are seconds long).
+            "CLOSELOOP_ALERTS_SLA_POLL_INTERVAL_S": "1",
             "CLOSELOOP_BOOTSTRAP_ADMIN_KEY": self.config.admin_key,
             "CLOSELOOP_GATEWAY_PORT": str(ports.gateway),
             "CLOSELOOP_GATEWAY_INGEST_URL": self.url("ingest"),
