@@ -27,6 +27,11 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock shared/pyproject.toml $(wildcard s
 .PHONY: install
 install: $(VENV)/.synced ## Install uv and the locked workspace into .venv
 
+.PHONY: system-tools
+system-tools: ## Debian packages the tests use: Prometheus and promtool
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 .PHONY: run
 run: install ## Start broker, PostgreSQL and all four services (Ctrl-C stops them)
 	$(BIN)/closeloop-devstack run
@@ -36,7 +41,7 @@ demo: install ## Post demo feedback from every channel to the stack `make run` s
 	$(BIN)/closeloop-devstack demo
 
 .PHONY: test
-test: install lint typecheck ## The whole suite: lint, types, unit, integration and end-to-end tests
+test: install system-tools lint typecheck ## The whole suite: lint, types, unit, integration and end-to-end tests
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -69,7 +74,7 @@ format: install ## ruff: fix and format
 
 .PHONY: typecheck
 typecheck: install ## mypy --strict over every package and the tests
-	$(BIN)/mypy shared/src services/ingest/src services/sentiment/src services/alerts/src services/gateway/src tools/devstack/src tools/bench/src tests
+	$(BIN)/mypy shared/src services/ingest/src services/sentiment/src services/alerts/src services/gateway/src tools/devstack/src tools/bench/src tools/cli/src tests
 
 .PHONY: schemas
 schemas: install ## Regenerate the published JSON Schemas of the event contract
