@@ -24,7 +24,7 @@ from tests.reliability.support import (
     OwnerReceiver,
     build_plan,
     count,
-    end_offsets,
+    record_count,
     running_stack,
     send_all,
     status_of,
@@ -71,7 +71,7 @@ async def test_database_outage_pauses_the_consumer_and_loses_nothing(tmp_path: P
             outage_s = time.monotonic() - outage_started
             stats = await sending
             stored = await wait_drained(plan, stack.database_url, receiver, timeout_s=120)
-            dead_letters = await end_offsets(stack.bootstrap_servers, ALERTS_DLQ)
+            dead_letters = await record_count(stack.bootstrap_servers, ALERTS_DLQ)
             counts = count(
                 plan,
                 stored,
