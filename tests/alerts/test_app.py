@@ -342,7 +342,9 @@ async def test_bad_requests_get_json_errors(api: httpx.AsyncClient) -> None:
 async def test_metrics_are_exported(api: httpx.AsyncClient) -> None:
     async def exported() -> str | None:
         text = (await api.get("/metrics")).text
-        return text if 'closeloop_alerts_open{priority="medium"}' in text else None
+        # One series per owner and priority, zeros included (labels come out sorted).
+        wanted = 'closeloop_alerts_open{owner="cx-team",priority="medium"}'
+        return text if wanted in text else None
 
     text = await eventually(exported)
     for name in (

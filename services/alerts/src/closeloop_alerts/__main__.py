@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import uvicorn
 
-from closeloop_alerts.app import SERVICE, create_app, load_routing_config
+from closeloop_alerts.app import SERVICE, SERVICE_LABEL, create_app, load_routing_config
 from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.migrate import upgrade
 from closeloop_alerts.routing import RoutingConfig, RoutingError, load_routing
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{path}: {len(config.owners)} owners, {len(config.rules)} rules")  # noqa: T201
         return
 
-    configure_logging(SERVICE, settings.log_level)
+    configure_logging(SERVICE_LABEL, settings.log_level)
     if args.command == "migrate":
         upgrade(DatabaseSettings().url)
         log.info("schema_migrated", schema="alerts")

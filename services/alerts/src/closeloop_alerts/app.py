@@ -53,7 +53,9 @@ from closeloop_shared.logging import get_logger
 
 log = get_logger(__name__)
 
-SERVICE = "closeloop-alerts"
+SERVICE = "closeloop-alerts"  # consumer group, client id
+# The `service` label on metrics and logs: the bare name, as every service uses.
+SERVICE_LABEL = "alerts"
 
 # How long shutdown waits for in-flight webhook requests before cancelling them (a
 # cancelled one is retried by whichever replica sees its lease expire).
@@ -89,12 +91,15 @@ class Runtime:
 
 async def refresh_gauges(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     async with sessionmaker() as session:
-        open_counts = await repository.count_open_by_priority(session)
+        open_counts = await repository.count_open_by_priority_and_owner(session)
         breached = await repository.count_breached_by_priority(session)
         pending = await repository.count_outbox_pending(session)
         unhealthy = len(await repository.unhealthy_targets(session))
+    # Reset first so an owner whose last open alert was acknowledged drops back to 0.
+    ALERTS_OPEN.clear()
+    for (priority, owner), count in open_counts.items():
+        ALERTS_OPEN.labels(priority, owner).set(count)
     for priority in AlertPriority:
-        ALERTS_OPEN.labels(priority.value).set(open_counts.get(priority.value, 0))
         ALERTS_BREACHED.labels(priority.value).set(breached.get(priority.value, 0))
     OUTBOX_PENDING.set(pending)
     TARGETS_UNHEALTHY.set(unhealthy)
@@ -327,7 +332,7 @@ def create_app(
 
     install_observability(
         app,
-        service=SERVICE,
+        service=SERVICE_LABEL,
         readiness={"database": database_ready, "broker": broker_ready},
         liveness=alive,
     )

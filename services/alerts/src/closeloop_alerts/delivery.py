@@ -41,7 +41,12 @@ from closeloop_alerts.delivery_payload import (
     render_payload,
     signed_headers,
 )
-from closeloop_alerts.metrics import NOTIFICATION_DURATION, NOTIFICATIONS, TARGETS_UNHEALTHY
+from closeloop_alerts.metrics import (
+    END_TO_END,
+    NOTIFICATION_DURATION,
+    NOTIFICATIONS,
+    TARGETS_UNHEALTHY,
+)
 from closeloop_alerts.notifiers import Notifier, SmtpSettings
 from closeloop_alerts.outbound import Allowlist
 from closeloop_alerts.repository import DeliveryJob
@@ -313,6 +318,11 @@ class DeliveryDispatcher:
                     now=now,
                 )
         NOTIFICATIONS.labels(job.target_type, outcome).inc()
+        if outcome == "delivered" and job.event == "alert.raised":
+            # The first notification of a new alert closes the pipeline's end-to-end clock.
+            END_TO_END.labels(job.feedback.channel).observe(
+                max((result.attempted_at - job.feedback.received_at).total_seconds(), 0.0)
+            )
         fields = {
             "delivery_id": str(job.id),
             "alert_id": str(job.alert_id),

@@ -27,8 +27,27 @@ FEEDBACK_STORED = Counter(
 )
 ALERTS_OPEN = Gauge(
     "closeloop_alerts_open",
-    "Alerts in status open (not yet acknowledged), by priority; refreshed periodically.",
+    "Alerts in status open (not yet acknowledged), by priority and owner team; refreshed "
+    "periodically. Owners are configured teams, a bounded set.",
+    ["priority", "owner"],
+)
+TIME_TO_ACKNOWLEDGE = Histogram(
+    "closeloop_alerts_time_to_acknowledge_seconds",
+    "From an alert being raised to its first acknowledgement, by priority.",
     ["priority"],
+    buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200),
+)
+TIME_TO_RESOLVE = Histogram(
+    "closeloop_alerts_time_to_resolve_seconds",
+    "From an alert being raised to its resolution, by priority.",
+    ["priority"],
+    buckets=(300, 900, 3600, 7200, 14400, 28800, 86400, 172800, 259200, 604800),
+)
+END_TO_END = Histogram(
+    "closeloop_alerts_end_to_end_seconds",
+    "From ingest accepting a feedback item to its owner's first successful notification.",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
 OUTBOX_PENDING = Gauge(
     "closeloop_alerts_outbox_pending",

@@ -28,9 +28,11 @@ from closeloop_alerts.models import (
     DeliveryAttempt,
     Feedback,
     Outbox,
+    OwnerRecord,
     SentimentScore,
     TargetHealth,
 )
+from closeloop_shared.contracts.alerts import AlertPriority
 from closeloop_shared.db.engine import DATABASE_UNAVAILABLE_ERRORS, is_connection_error
 
 Row = dict[str, Any]
@@ -547,11 +549,21 @@ async def disable_pending_for_target(
 # --- Gauges and housekeeping --------------------------------------------------------------------
 
 
-async def count_open_by_priority(session: AsyncSession) -> dict[str, int]:
+async def count_open_by_priority_and_owner(session: AsyncSession) -> dict[tuple[str, str], int]:
+    """Open alerts per (priority, owner), with a 0 for every known owner and priority so the
+    series exist before the first alert (dashboards and rate() need them)."""
+    counts = {
+        (priority.value, owner_id): 0
+        for owner_id in (await session.scalars(select(OwnerRecord.id))).all()
+        for priority in AlertPriority
+    }
     rows = await session.execute(
-        select(Alert.priority, func.count()).where(Alert.status == "open").group_by(Alert.priority)
+        select(Alert.priority, Alert.owner_id, func.count())
+        .where(Alert.status == "open")
+        .group_by(Alert.priority, Alert.owner_id)
     )
-    return {priority: int(count) for priority, count in rows}
+    counts.update({(priority, owner): int(count) for priority, owner, count in rows})
+    return counts
 
 
 async def count_breached_by_priority(session: AsyncSession) -> dict[str, int]:

@@ -21,7 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import repository
 from closeloop_alerts.clock import Clock, system_clock
-from closeloop_alerts.metrics import ALERTS_MERGED, ALERTS_RAISED, ESCALATIONS, FEEDBACK_STORED
+from closeloop_alerts.metrics import (
+    ALERTS_MERGED,
+    ALERTS_RAISED,
+    ESCALATIONS,
+    FEEDBACK_STORED,
+    TIME_TO_ACKNOWLEDGE,
+    TIME_TO_RESOLVE,
+)
 from closeloop_alerts.models import (
     Alert,
     AlertEvent,
@@ -855,13 +862,21 @@ def _set_status(
     alert: Alert, status: AlertStatus, actor: str | None, note: str | None, now: datetime
 ) -> None:
     alert.status = status.value
+    # Observed before the transaction commits: a rolled-back transition (rare: the database
+    # failing mid-request) is counted once too often, never missed.
     if status is AlertStatus.ACKNOWLEDGED:
         alert.acknowledged_at, alert.acknowledged_by = now, actor
+        TIME_TO_ACKNOWLEDGE.labels(alert.priority).observe(_seconds_since(alert.created_at, now))
     elif status is AlertStatus.RESOLVED:
         alert.resolved_at, alert.resolved_by, alert.resolution_note = now, actor, note
+        TIME_TO_RESOLVE.labels(alert.priority).observe(_seconds_since(alert.created_at, now))
     elif status is AlertStatus.OPEN:
         alert.acknowledged_at = alert.acknowledged_by = None
         alert.resolved_at = alert.resolved_by = alert.resolution_note = None
+
+
+def _seconds_since(start: datetime, now: datetime) -> float:
+    return max((now - start).total_seconds(), 0.0)
 
 
 def _next_escalation(router: Router, alert: Alert) -> Owner | None:

@@ -35,7 +35,9 @@ from closeloop_shared.logging import get_logger
 
 log = get_logger(__name__)
 
-SERVICE_NAME = "closeloop-sentiment"
+SERVICE_NAME = "closeloop-sentiment"  # consumer group, client id
+# The `service` label on metrics and logs: the bare name, as every service uses.
+SERVICE_LABEL = "sentiment"
 RETRY_AFTER_S = 5
 
 ScorerLoader = Callable[[], Scorer]
@@ -178,7 +180,7 @@ def create_app(
 
     install_observability(
         app,
-        service=SERVICE_NAME,
+        service=SERVICE_LABEL,
         readiness={"models": models_loaded, "broker": broker_answers},
         liveness=alive,
     )

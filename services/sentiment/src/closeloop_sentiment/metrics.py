@@ -9,6 +9,12 @@ ITEMS_SCORED = Counter(
     "Feedback items scored from the stream, by detected language and label.",
     ["language", "label"],
 )
+FEEDBACK_SCORED = Counter(
+    "closeloop_sentiment_feedback_scored_total",
+    "Feedback items scored, by channel, touchpoint, journey stage and label: the sentiment "
+    "mix across the customer journey (touchpoints bounded, see closeloop_shared.metric_labels).",
+    ["channel", "touchpoint", "journey_stage", "label"],
+)
 SCORING_DURATION = Histogram(
     "closeloop_sentiment_scoring_seconds",
     "Time to score one consumed batch (language detection and sentiment), per batch.",

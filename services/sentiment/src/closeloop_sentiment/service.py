@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Protocol, TypeVar
 
-from closeloop_sentiment.metrics import ITEMS_SCORED, SCORING_DURATION
+from closeloop_sentiment.metrics import FEEDBACK_SCORED, ITEMS_SCORED, SCORING_DURATION
 from closeloop_sentiment.scoring import Scorer, ScoringInput, scoring_input
 from closeloop_shared.contracts.feedback import Feedback
 from closeloop_shared.contracts.sentiment import ScoredFeedback, Sentiment
@@ -25,6 +25,7 @@ from closeloop_shared.events import FeedbackReceivedEvent, FeedbackScoredEvent, 
 from closeloop_shared.kafka.consumer import Received
 from closeloop_shared.kafka.producer import OutgoingMessage
 from closeloop_shared.logging import get_logger
+from closeloop_shared.metric_labels import NONE, TOUCHPOINTS
 
 log = get_logger(__name__)
 
@@ -99,6 +100,12 @@ class SentimentService:
             for item, sentiment in zip(feedback, sentiments, strict=True)
         ]
         await self._publisher.send_many([scored_message(event) for event in events])
-        for sentiment in sentiments:
+        for item, sentiment in zip(feedback, sentiments, strict=True):
             ITEMS_SCORED.labels(sentiment.language, sentiment.label.value).inc()
+            FEEDBACK_SCORED.labels(
+                item.channel.value,
+                TOUCHPOINTS(item.touchpoint),
+                item.journey_stage.value if item.journey_stage else NONE,
+                sentiment.label.value,
+            ).inc()
         log.info("feedback_scored", items=len(events))
