@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import time
 from pathlib import Path
 
@@ -97,6 +98,8 @@ async def test_database_outage_pauses_the_consumer_and_loses_nothing(tmp_path: P
 def _stop_quietly(postgres: infra.EmbeddedPostgres) -> None:
     with contextlib.suppress(RuntimeError):
         postgres.stop()
+    # The data may have been relocated out of tmp_path (the server user must reach it).
+    shutil.rmtree(postgres.data_dir, ignore_errors=True)
 
 
 @pytest.mark.timeout(300)
