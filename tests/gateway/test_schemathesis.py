@@ -37,25 +37,18 @@ MAX_RESPONSE_S = 5.0
 # Findings in the gateway's OpenAPI document, each pinned by a strict xfail test below; the
 # check is skipped for that operation only until the document is fixed (then the xfail fails).
 KNOWN_FINDINGS = {
-    # ingest answers 403 for a wrong hub.verify_token; the document lists 200, 401, 503
-    "GET /v1/webhooks/meta": [status_code_conformance],
     # 200 "nothing to ingest" is undocumented; data/reviews are documented as strings
     "POST /v1/webhooks/app/reviews": [status_code_conformance, negative_data_rejection],
     # surrounding whitespace is stripped before maxLength is checked: 257 characters pass
     "POST /v1/feedback": [negative_data_rejection],
     "POST /v1/feedback/batch": [negative_data_rejection],
 }
-# The alerts service's JSON routes answer 400 for a body that is not JSON; the gateway's
-# document lists 422 only (pinned by test_alerts_json_routes_document_400 below).
+# The alerts service's JSON routes answer 400 for a body that is not JSON (documented).
 BODY_ROUTE_PREFIXES = ("/v1/alerts", "/v1/owners", "/v1/routing")
 
 
 def known_findings(label: str) -> list[Any]:
-    method, path = label.split(" ", 1)
-    checks = list(KNOWN_FINDINGS.get(label, []))
-    if method in {"POST", "PUT", "PATCH"} and path.startswith(BODY_ROUTE_PREFIXES):
-        checks.append(status_code_conformance)
-    return checks
+    return list(KNOWN_FINDINGS.get(label, []))
 
 
 # Not findings: a "negated" query string is often still a valid request ("cursor=" is a
@@ -131,12 +124,6 @@ def test_every_operation_conforms_and_never_5xx(system: Stack) -> None:
     assert not failures, "\n\n".join(failures)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The Rating schema does not document each scale's range (NPS 0-10, CSAT 1-5, "
-    "CES 1-7, stars 1-5), so schema-valid ratings get 422; fix in closeloop_shared.contracts."
-    "feedback.Rating (json_schema_extra if/then per type).",
-)
 async def test_the_documented_rating_schema_refuses_what_the_api_refuses(system: Stack) -> None:
     async with httpx.AsyncClient() as client:
         document = (await client.get(system.url("gateway") + "/openapi.json")).json()
@@ -159,11 +146,6 @@ async def _document(system: Stack) -> dict[str, Any]:
     return document
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /v1/webhooks/meta answers 403 (wrong verify token) and 404 (not configured), "
-    "undocumented in the gateway's OpenAPI; fix: add both responses to the gateway route.",
-)
 async def test_meta_handshake_documents_403_and_404(system: Stack) -> None:
     responses = (await _document(system))["paths"]["/v1/webhooks/meta"]["get"]["responses"]
     assert {"403", "404"} <= set(responses)
@@ -184,12 +166,6 @@ async def test_app_reviews_body_and_200_are_documented(system: Stack) -> None:
     assert "200" in operation["responses"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="The alerts service's JSON routes (resolve, reopen, comments, customer-reply, "
-    "assign, escalate, owners, routing dry-run) answer 400 bad_request for a body that is not "
-    "JSON; the gateway's document lists 422 only. Fix: add 400 to those gateway routes.",
-)
 async def test_alerts_json_routes_document_400(system: Stack) -> None:
     paths = (await _document(system))["paths"]
     missing = [

@@ -602,7 +602,7 @@ def add_ingest_routes(app: FastAPI) -> None:
         summary="Meta webhook subscription check (echoes hub.challenge)",
         status=200,
         model=None,
-        errors=(401, 503),
+        errors=(401, 403, 404, 503),
         extra={
             "parameters": [
                 {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
@@ -840,7 +840,9 @@ def add_alerts_routes(app: FastAPI) -> None:
         status: int = 200,
         tag: str = "alerts",
     ) -> None:
-        responses = problems(401, 403, 422, 429, 503, *errors)
+        # A route with a JSON body answers 400 when the body is not JSON at all.
+        body_errors = (400,) if method in {"POST", "PUT"} else ()
+        responses = problems(401, 403, 422, 429, 503, *body_errors, *errors)
         if model is not None:
             responses[status] = {"model": model, "description": "The alerts service's answer."}
             if method == "PUT":

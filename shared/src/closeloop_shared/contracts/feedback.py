@@ -68,6 +68,23 @@ class Customer(ContractModel):
 
 
 class Rating(ContractModel):
+    # Each scale's range is in the published schema too (if type is X then value in range),
+    # so a client validating against the schema refuses what the API refuses.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        str_strip_whitespace=True,
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"type": {"const": scale.value}}},
+                    "then": {"properties": {"value": {"minimum": low, "maximum": high}}},
+                }
+                for scale, (low, high) in RATING_RANGES.items()
+            ]
+        },
+    )
+
     type: RatingType
     value: float
 
