@@ -137,3 +137,15 @@ def test_forgotten_key_starts_with_a_full_bucket() -> None:
 def test_rate_limiter_needs_a_positive_rate() -> None:
     with pytest.raises(ValueError, match="rate_per_s"):
         RateLimiter(rate_per_s=0, burst=1)
+
+
+def test_source_limiter_keeps_a_bounded_number_of_buckets() -> None:
+    now = [0.0]
+    limiter = RateLimiter(1.0, 1, clock=lambda: now[0], policy_name="per-source", max_keys=2)
+    assert limiter.acquire("10.0.0.1").allowed
+    assert not limiter.acquire("10.0.0.1").allowed  # its one token is spent
+    assert limiter.acquire("10.0.0.2").allowed
+    assert limiter.acquire("10.0.0.3").allowed  # evicts the oldest bucket, 10.0.0.1's
+    assert limiter.acquire("10.0.0.1").allowed  # so it starts again with a full bucket
+    policy = dict(limiter.headers(limiter.acquire("10.0.0.9")))[b"ratelimit-policy"]
+    assert policy.startswith(b'"per-source";q=1;')

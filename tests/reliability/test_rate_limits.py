@@ -85,13 +85,6 @@ async def test_a_key_over_its_burst_gets_429_with_retry_after_and_ietf_fields(
     assert fresh.status_code == 202
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Webhook routes (no API key) have no rate limit at the gateway: one source can "
-    "send without bound. Fix in the gateway: a token bucket per client address (first "
-    "X-Forwarded-For from a trusted proxy, else the peer) for the unkeyed routes, with the "
-    "same 429 + Retry-After + RateLimit-Policy/RateLimit answer (policy name per-source).",
-)
 async def test_one_source_flooding_a_webhook_route_gets_429(gateway: httpx.AsyncClient) -> None:
     statuses = set()
     for _ in range(300):

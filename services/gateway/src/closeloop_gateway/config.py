@@ -72,6 +72,11 @@ class GatewaySettings(ServiceSettings):
     # Per-API-key token bucket: sustained requests per second and burst size; 0 disables.
     rate_limit_per_s: float = 100.0
     rate_limit_burst: int = 200
+    # Webhook routes carry no API key: they are limited per client address instead (the
+    # first trusted X-Forwarded-For, see forwarded_allow_ips). 0 turns it off.
+    source_rate_limit_per_s: float = 100.0
+    source_rate_limit_burst: int = 200
+    source_rate_limit_max_sources: int = 100_000
 
     @field_validator("bootstrap_admin_key")
     @classmethod

@@ -135,13 +135,23 @@ class RateLimiter:
     """
 
     def __init__(
-        self, rate_per_s: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self,
+        rate_per_s: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        policy_name: str = POLICY_NAME,
+        max_keys: int | None = None,
     ) -> None:
         if rate_per_s <= 0 or burst < 1:
             raise ValueError("a rate limiter needs rate_per_s > 0 and burst >= 1")
         self.rate = rate_per_s
         self.burst = burst
         self._clock = clock
+        self._policy_name = policy_name
+        # Keyed by something a client chooses (its address), the buckets must be bounded:
+        # past max_keys the oldest bucket is dropped (its key starts again with a full one).
+        self._max_keys = max_keys
         # key -> [tokens, last refill time]; a list so the hot path updates in place.
         self._buckets: dict[object, list[float]] = {}
         window = max(1, math.ceil(burst / rate_per_s))
@@ -149,13 +159,15 @@ class RateLimiter:
         # in which it refills completely; constant, so rendered once.
         self.policy_header = (
             b"ratelimit-policy",
-            f'"{POLICY_NAME}";q={burst};w={window}'.encode(),
+            f'"{policy_name}";q={burst};w={window}'.encode(),
         )
 
     def acquire(self, key: object) -> RateDecision:
         now = self._clock()
         bucket = self._buckets.get(key)
         if bucket is None:
+            if self._max_keys is not None and len(self._buckets) >= self._max_keys:
+                del self._buckets[next(iter(self._buckets))]
             bucket = self._buckets[key] = [float(self.burst), now]
         tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
         bucket[1] = now
@@ -172,7 +184,7 @@ class RateLimiter:
         return math.ceil(tokens / self.rate - 1e-9) if tokens > 0 else 0
 
     def headers(self, decision: RateDecision) -> list[tuple[bytes, bytes]]:
-        current = f'"{POLICY_NAME}";r={decision.remaining};t={decision.reset_s}'.encode()
+        current = f'"{self._policy_name}";r={decision.remaining};t={decision.reset_s}'.encode()
         return [self.policy_header, (b"ratelimit", current)]
 
     def forget(self, key: object) -> None:

@@ -31,6 +31,7 @@ from closeloop_gateway.errors import ProblemError, unavailable
 from closeloop_gateway.limits import (
     BodyLimits,
     MediaCheck,
+    RateLimiter,
     check_declared_length,
     is_form,
     is_json,
@@ -38,7 +39,7 @@ from closeloop_gateway.limits import (
     read_body,
     require_media_type,
 )
-from closeloop_gateway.metrics import UPSTREAM_DURATION, UPSTREAM_REQUESTS
+from closeloop_gateway.metrics import RATE_LIMITED, UPSTREAM_DURATION, UPSTREAM_REQUESTS
 from closeloop_gateway.schemas import (
     AlertDetail,
     AlertOut,
@@ -197,6 +198,16 @@ class Proxy:
         self.upstreams = upstreams
         self.guard = guard
         self.limits = limits
+        self.source_limiter = (
+            RateLimiter(
+                settings.source_rate_limit_per_s,
+                settings.source_rate_limit_burst,
+                policy_name="per-source",
+                max_keys=settings.source_rate_limit_max_sources,
+            )
+            if settings.source_rate_limit_per_s > 0
+            else None
+        )
         self.retry_after_s = settings.upstream_retry_after_s
         self._public_proto: bytes | None = None
         self._public_host: bytes | None = None
@@ -257,6 +268,22 @@ class Proxy:
                 raw.append((lowered, value))
         raw.extend(response_headers)
         return response
+
+    def limit_source(self, scope: ASGIScope) -> list[tuple[bytes, bytes]]:
+        """The per-address bucket of an unkeyed (webhook) route: 429 when it is empty."""
+        assert self.source_limiter is not None
+        client = scope.get("client")
+        decision = self.source_limiter.acquire(client[0] if client else "unknown")
+        headers = self.source_limiter.headers(decision)
+        if not decision.allowed:
+            RATE_LIMITED.inc()
+            raise ProblemError(
+                429,
+                "rate_limited",
+                "Too many requests from this address; slow down.",
+                headers=[*headers, (b"retry-after", str(decision.retry_after_s).encode())],
+            )
+        return headers
 
     def _forwarded(self, scope: ASGIScope, host: bytes | None) -> list[tuple[bytes, bytes]]:
         """X-Forwarded-* describing the public request (ingest rebuilds the signed URL)."""
@@ -322,6 +349,8 @@ def passthrough(passage: Passage) -> Callable[[Request], Awaitable[Response]]:
             authorized = await proxy.guard.authorize(authorization, passage.scope)
             principal = authorized.principal
             response_headers = authorized.response_headers
+        elif proxy.source_limiter is not None:
+            response_headers = proxy.limit_source(request.scope)
         body: bytes | None = None
         if request.scope["method"] != "GET":
             if passage.media is not None:
