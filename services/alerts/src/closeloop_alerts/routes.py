@@ -105,7 +105,8 @@ def _not_found(kind: str, item_id: uuid.UUID) -> JSONResponse:
 async def list_alerts(
     context: Context,
     status: AlertStatus | None = None,
-    owner: Annotated[str | None, Query(max_length=128)] = None,
+    # An owner id's own pattern: anything else (a NUL byte above all) is a 422, not a query.
+    owner: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")] = None,
     priority: AlertPriority | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
