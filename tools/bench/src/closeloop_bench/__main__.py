@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from closeloop_bench import scenarios
 from closeloop_devstack import infra
 from closeloop_devstack.stack import Ports, Stack, StackConfig
@@ -90,7 +92,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         results["single_item"] = scenarios.single_item(stack, work, durations)
         print("· batch ingestion vs aiokafka direct ...", flush=True)
         results["batch"] = await scenarios.batch_items(stack, work, durations)
-        await _wait_drained(stack)
+        await _wait_drained(stack, owner_url)
         print("· end to end at 200 items/s ...", flush=True)
         results["end_to_end_200"] = await scenarios.paced_load(
             stack, owner_url, rate=200, duration_s=durations.steady_s, batch=1
@@ -98,7 +100,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         print("· highest sustained rate ...", flush=True)
         steps = []
         for rate in args.rates:
-            await _wait_drained(stack)
+            await _wait_drained(stack, owner_url)
             step = await scenarios.paced_load(
                 stack, owner_url, rate=rate, duration_s=durations.step_s, batch=50
             )
@@ -118,7 +120,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         print("· cost versus volume (1x, 4x, 16x) ...", flush=True)
         scale = []
         for factor in (1, 4, 16):
-            await _wait_drained(stack)
+            await _wait_drained(stack, owner_url)
             cpu_before = scenarios.service_samples(stack)
             run = await scenarios.scaled_run(stack, durations.scale_base_items * factor)
             cpu_after = scenarios.service_samples(stack)
@@ -142,16 +144,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
-async def _wait_drained(stack: Stack, quiet_s: float = 1.0, timeout_s: float = 120) -> None:
-    """Wait until the stored-feedback count stops moving (the pipeline caught up)."""
+async def _wait_drained(
+    stack: Stack, owner_url: str, quiet_s: float = 2.0, timeout_s: float = 300
+) -> None:
+    """Wait until stored feedback and owner deliveries both stop moving: a saturation run
+    leaves a backlog of alerts to deliver, which would otherwise delay the next measurement."""
     deadline = time.monotonic() + timeout_s
-    last = -1
-    while time.monotonic() < deadline:
-        count = await scenarios.stored_feedback_count(stack)
-        if count == last:
-            return
-        last = count
-        await asyncio.sleep(quiet_s)
+    last: tuple[int, int] = (-1, -1)
+    async with httpx.AsyncClient(timeout=10) as client:
+        while time.monotonic() < deadline:
+            delivered = (await client.get(owner_url + "/arrivals")).json()["deliveries"]
+            now = (await scenarios.stored_feedback_count(stack), int(delivered))
+            if now == last:
+                return
+            last = now
+            await asyncio.sleep(quiet_s)
 
 
 def _cpus() -> int:
