@@ -532,6 +532,36 @@ class Effects:
     outbox: list[dict[str, Any]]
     deliveries: list[dict[str, Any]]
 
+    def record(
+        self,
+        alert: Alert,
+        kind: str,
+        event_type: str | None,
+        *,
+        from_status: str,
+        actor: str | None,
+        note: str | None,
+        now: datetime,
+        details: dict[str, Any] | None = None,
+        event_note: str | None = None,
+    ) -> None:
+        """One change of ``alert``: its audit entry and the lifecycle event announcing it."""
+        self.audit.append(
+            audit_row(
+                alert.id,
+                kind,
+                from_status=from_status,
+                to_status=alert.status,
+                actor=actor,
+                note=note,
+                now=now,
+                details=details,
+            )
+        )
+        # ``event_note`` stands in on the event when the change carries no note of its own.
+        announced = note if event_note is None else (note or event_note)
+        self.outbox.append(alert_event_row(alert, event_type, actor=actor, note=announced, now=now))
+
 
 Action = Callable[[AsyncSession, Alert, datetime, Effects], Awaitable[Conflict | Invalid | None]]
 
@@ -591,18 +621,15 @@ class Lifecycle:
             if current not in transition.allowed_from:
                 return Conflict(current, transition.verb, transition.allowed_from)
             _set_status(alert, transition.to_status, actor, note, now)
-            effects.audit.append(
-                audit_row(
-                    alert.id,
-                    transition.event_type,
-                    from_status=current.value,
-                    to_status=alert.status,
-                    actor=actor,
-                    note=note,
-                    now=now,
-                )
+            effects.record(
+                alert,
+                transition.event_type,
+                None,
+                from_status=current.value,
+                actor=actor,
+                note=note,
+                now=now,
             )
-            effects.outbox.append(alert_event_row(alert, None, actor=actor, note=note, now=now))
             return None
 
         return await self._apply(alert_id, act, transition.verb)
@@ -693,19 +720,14 @@ class Lifecycle:
                 now, sla, router.owner(alert.owner_id)
             )
             alert.ack_breached_at = alert.resolve_breached_at = None
-            effects.audit.append(
-                audit_row(
-                    alert.id,
-                    "reopened",
-                    from_status=current.value,
-                    to_status=alert.status,
-                    actor=actor,
-                    note=note,
-                    now=now,
-                )
-            )
-            effects.outbox.append(
-                alert_event_row(alert, ALERT_REOPENED, actor=actor, note=note, now=now)
+            effects.record(
+                alert,
+                "reopened",
+                ALERT_REOPENED,
+                from_status=current.value,
+                actor=actor,
+                note=note,
+                now=now,
             )
             return None
 
@@ -713,19 +735,14 @@ class Lifecycle:
 
     async def comment(self, alert_id: uuid.UUID, *, actor: str | None, text: str) -> Result:
         async def act(session: AsyncSession, alert: Alert, now: datetime, effects: Effects) -> None:
-            effects.audit.append(
-                audit_row(
-                    alert.id,
-                    "commented",
-                    from_status=alert.status,
-                    to_status=alert.status,
-                    actor=actor,
-                    note=text,
-                    now=now,
-                )
-            )
-            effects.outbox.append(
-                alert_event_row(alert, ALERT_COMMENTED, actor=actor, note=text, now=now)
+            effects.record(
+                alert,
+                "commented",
+                ALERT_COMMENTED,
+                from_status=alert.status,
+                actor=actor,
+                note=text,
+                now=now,
             )
             return None
 
@@ -762,23 +779,17 @@ class Lifecycle:
                 effects.deliveries.extend(
                     delivery_rows(alert.id, new_owner, "alert.assigned", now, self._first_delay())
                 )
-            effects.audit.append(
-                audit_row(
-                    alert.id,
-                    "assigned",
-                    from_status=current.value,
-                    to_status=current.value,
-                    actor=actor,
-                    note=note,
-                    now=now,
-                    details=details,
-                )
-            )
             summary = ", ".join(f"{key} → {value['to']}" for key, value in details.items())
-            effects.outbox.append(
-                alert_event_row(
-                    alert, ALERT_ASSIGNED, actor=actor, note=note or summary or None, now=now
-                )
+            effects.record(
+                alert,
+                "assigned",
+                ALERT_ASSIGNED,
+                from_status=current.value,
+                actor=actor,
+                note=note,
+                now=now,
+                details=details,
+                event_note=summary or None,
             )
             return None
 
@@ -914,19 +925,16 @@ def _escalate(
     }
     if breach:
         details["breach"] = breach
-    effects.audit.append(
-        audit_row(
-            alert.id,
-            "escalated",
-            from_status=alert.status,
-            to_status=alert.status,
-            actor=actor,
-            note=note,
-            now=now,
-            details=details,
-        )
+    effects.record(
+        alert,
+        "escalated",
+        ALERT_ESCALATED,
+        from_status=alert.status,
+        actor=actor,
+        note=note,
+        now=now,
+        details=details,
     )
-    effects.outbox.append(alert_event_row(alert, ALERT_ESCALATED, actor=actor, note=note, now=now))
 
 
 async def escalate_locked(
