@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from closeloop_shared.contracts.alerts import AlertLifecycle, CustomerReplyRequest
 from closeloop_shared.contracts.feedback import Feedback
-from closeloop_shared.contracts.sentiment import ScoredFeedback
+from closeloop_shared.contracts.sentiment import RescoredSentiment, ScoredFeedback
 
 
 class Topic(StrEnum):
@@ -27,6 +27,7 @@ class Topic(StrEnum):
     FEEDBACK_SCORED = "closeloop.feedback.scored.v1"
     ALERT_LIFECYCLE = "closeloop.alert.lifecycle.v1"
     CUSTOMER_REPLY_REQUESTED = "closeloop.customer.reply.requested.v1"
+    SENTIMENT_RESCORED = "closeloop.sentiment.rescored.v1"
 
 
 class EventType(StrEnum):
@@ -40,6 +41,7 @@ class EventType(StrEnum):
     ALERT_COMMENTED = "com.closeloop.alert.commented.v1"
     ALERT_ESCALATED = "com.closeloop.alert.escalated.v1"
     CUSTOMER_REPLY_REQUESTED = "com.closeloop.customer.reply.requested.v1"
+    SENTIMENT_RESCORED = "com.closeloop.sentiment.rescored.v1"
 
 
 def dead_letter_topic(source: Topic | str, consumer_group: str) -> str:
@@ -88,6 +90,10 @@ class AlertLifecycleEvent(CloudEvent[AlertLifecycle]):
 
 class CustomerReplyRequestedEvent(CloudEvent[CustomerReplyRequest]):
     type: Literal[EventType.CUSTOMER_REPLY_REQUESTED] = EventType.CUSTOMER_REPLY_REQUESTED
+
+
+class SentimentRescoredEvent(CloudEvent[RescoredSentiment]):
+    type: Literal[EventType.SENTIMENT_RESCORED] = EventType.SENTIMENT_RESCORED
 
 
 def new_event_id() -> str:

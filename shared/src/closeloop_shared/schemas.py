@@ -19,6 +19,7 @@ from closeloop_shared.events import (
     CustomerReplyRequestedEvent,
     FeedbackReceivedEvent,
     FeedbackScoredEvent,
+    SentimentRescoredEvent,
 )
 
 SCHEMA_ID_BASE = "https://closeloop.dev/schemas/"
@@ -28,6 +29,7 @@ PUBLISHED: dict[str, type[BaseModel]] = {
     "feedback-scored.v1.json": FeedbackScoredEvent,
     "alert-lifecycle.v1.json": AlertLifecycleEvent,
     "customer-reply-requested.v1.json": CustomerReplyRequestedEvent,
+    "sentiment-rescored.v1.json": SentimentRescoredEvent,
     "feedback-in.v1.json": FeedbackIn,
     "feedback-batch-in.v1.json": FeedbackBatchIn,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Annotated
 
@@ -41,4 +42,15 @@ class ScoredFeedback(ContractModel):
     """Feedback plus its score: the alerts service needs both and nothing else."""
 
     feedback: Feedback
+    sentiment: Sentiment
+
+
+class RescoredSentiment(ContractModel):
+    """A stored feedback item scored again by another model version (``closeloop rescore``).
+
+    Only the item's id travels: the alerts service has the item and keeps this score beside
+    the live one. No customer data is copied onto the re-score topic.
+    """
+
+    feedback_id: uuid.UUID
     sentiment: Sentiment

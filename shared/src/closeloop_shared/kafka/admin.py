@@ -17,6 +17,9 @@ CONSUMER_GROUPS: dict[Topic, tuple[str, ...]] = {
     Topic.FEEDBACK_SCORED: ("closeloop-alerts",),
     Topic.ALERT_LIFECYCLE: (),
     Topic.CUSTOMER_REPLY_REQUESTED: (),
+    # Re-scores by another model version: a group of their own, so a large re-score never
+    # delays the live closeloop-alerts consumer.
+    Topic.SENTIMENT_RESCORED: ("closeloop-alerts-rescores",),
 }
 
 
