@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, HTTPException
 from pydantic import Field
@@ -55,6 +55,27 @@ class ScoreRequest(ContractModel):
     subject: Annotated[str, Field(max_length=1000)] | None = None
 
 
+MAX_BATCH_ITEMS = 500
+
+
+class BatchScoreItem(ScoreRequest):
+    """One item of ``POST /v1/score/batch``: a stored feedback item's text, as the stream
+    scores it (``attributes`` carries a contact-center ``transcript``, if any)."""
+
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class BatchScoreRequest(ContractModel):
+    items: Annotated[list[BatchScoreItem], Field(min_length=1, max_length=MAX_BATCH_ITEMS)]
+
+
+class BatchScoreResponse(ContractModel):
+    model: str
+    model_version: str
+    results: list[Sentiment]
+    """One per item, in the order of the request."""
+
+
 class SentimentRuntime:
     """Everything with a lifetime: scoring thread, models, producer, consumer."""
 
@@ -62,6 +83,7 @@ class SentimentRuntime:
         self, settings: SentimentSettings, kafka: KafkaSettings, load_scorer: ScorerLoader
     ) -> None:
         self._kafka = kafka
+        self.consuming = settings.consume_enabled
         self._load_scorer = load_scorer
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sentiment-scoring")
         self.producer = EventProducer(
@@ -77,6 +99,11 @@ class SentimentRuntime:
 
     async def _start(self) -> None:
         try:
+            if not self.consuming:
+                # Score-only: no broker needed, no consumer group joined.
+                await self._load_models()
+                log.info("sentiment_score_only", hint="CLOSELOOP_SENTIMENT_CONSUME_ENABLED=false")
+                return
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._load_models())
                 group.create_task(self.producer.start())
@@ -114,6 +141,8 @@ class SentimentRuntime:
             return False
         if self.starting:
             return True
+        if not self.consuming:
+            return self.service is not None
         return self.consumer is not None and self.consumer.healthy
 
     async def close(self) -> None:
@@ -175,35 +204,60 @@ def create_app(
     async def broker_answers() -> bool:
         return runtime is not None and await runtime.producer.ping()
 
+    readiness: dict[str, Callable[[], Awaitable[bool]]] = {"models": models_loaded}
+    if settings.consume_enabled:
+        readiness["broker"] = broker_answers
+
     def alive() -> bool:
         return runtime is not None and runtime.alive()
 
     install_observability(
         app,
         service=SERVICE_LABEL,
-        readiness={"models": models_loaded, "broker": broker_answers},
+        readiness=readiness,
         liveness=alive,
     )
 
     if settings.score_endpoint_enabled:
 
-        @app.post("/v1/score", response_model=Sentiment, tags=["debugging"])
-        async def score(request: ScoreRequest) -> Sentiment:
-            """Score one text with the running model; nothing is published."""
+        def loaded_service() -> SentimentService:
             service = runtime.service if runtime is not None else None
             if service is None:
                 raise HTTPException(
                     503, "The model is still loading.", headers={"Retry-After": str(RETRY_AFTER_S)}
                 )
-            channel = request.channel.value if request.channel is not None else None
-            prepared = prepare(channel, request.text, request.subject, {})
-            item = ScoringInput(
-                text=prepared.text,
-                rating=request.rating,
-                declared_language=request.language,
-                channel=channel,
-            )
-            [sentiment] = await service.score([item])
+            return service
+
+        @app.post("/v1/score", response_model=Sentiment, tags=["debugging"])
+        async def score(request: ScoreRequest) -> Sentiment:
+            """Score one text with the running model; nothing is published."""
+            [sentiment] = await loaded_service().score([_scoring_input(request, {})])
             return sentiment
 
+        @app.post("/v1/score/batch", response_model=BatchScoreResponse, tags=["re-scoring"])
+        async def score_batch(request: BatchScoreRequest) -> BatchScoreResponse:
+            """Score up to 500 stored items in one call on the scoring thread (the event loop
+            stays free); nothing is published. ``closeloop rescore`` calls this."""
+            service = loaded_service()
+            sentiments = await service.score(
+                [_scoring_input(item, item.attributes) for item in request.items]
+            )
+            return BatchScoreResponse(
+                model=service.scorer.model_name,
+                model_version=service.scorer.model_version,
+                results=sentiments,
+            )
+
     return app
+
+
+def _scoring_input(request: ScoreRequest, attributes: dict[str, Any]) -> ScoringInput:
+    """The text as the stream prepares it for the request's channel (quotes, roles, tags)."""
+    channel = request.channel.value if request.channel is not None else None
+    prepared = prepare(channel, request.text, request.subject, attributes)
+    return ScoringInput(
+        text=prepared.text,
+        rating=request.rating,
+        declared_language=request.language,
+        channel=channel,
+    )

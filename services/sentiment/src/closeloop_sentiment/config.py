@@ -27,6 +27,9 @@ class SentimentSettings(ServiceSettings):
     publish_ack_timeout_s: float = Field(default=5.0, gt=0)
     # POST /v1/score: scores a text on demand, for operators checking the model.
     score_endpoint_enabled: bool = True
+    # false: a score-only deployment (a new model version serving `closeloop rescore`). It
+    # never joins the live consumer group, so it cannot score or publish the live stream.
+    consume_enabled: bool = True
     # A topic taxonomy (YAML, see closeloop_sentiment/data/taxonomy.yaml) that
     # replaces the default. Topics are not part of the sentiment score.
     taxonomy_file: Path | None = None
