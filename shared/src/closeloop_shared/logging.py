@@ -1,8 +1,10 @@
 """JSON-lines logging for every service.
 
 Log records carry event names and ids, never customer text or secrets: callers
-pass structured fields, and :func:`_drop_sensitive_fields` removes any field
-whose name says it holds content or credentials, as a second line of defence.
+pass structured fields, and two processors are the second line of defence:
+:func:`_drop_sensitive_fields` removes any field whose name says it holds content or
+credentials, and :func:`_redact_personal_data` masks e-mail addresses, phone numbers,
+card and ID numbers wherever else they appear (a library's message, an exception text).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+
+from closeloop_shared.redaction import DEFAULT_REDACTOR
 
 _SENSITIVE_KEYS = frozenset(
     {
@@ -41,6 +45,21 @@ def _drop_sensitive_fields(
     return event_dict
 
 
+# Fields the logging setup itself writes: never personal data, so not worth scanning.
+_OWN_FIELDS = frozenset({"timestamp", "level", "logger", "service"})
+
+
+def _redact_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Mask personal data in every value, the rendered exception included (it runs after
+    ``format_exc_info``, and a driver's error text can quote the row it refused)."""
+    for key, value in event_dict.items():
+        if key not in _OWN_FIELDS:
+            event_dict[key] = DEFAULT_REDACTOR.redact(value)
+    return event_dict
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, aiokafka) to JSON lines on stdout."""
     shared_processors: list[structlog.types.Processor] = [
@@ -64,6 +83,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,
+            _redact_personal_data,
             structlog.processors.JSONRenderer(),
         ],
     )
