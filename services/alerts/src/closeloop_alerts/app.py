@@ -25,6 +25,8 @@ from closeloop_alerts.metrics import (
 from closeloop_alerts.notifiers import SmtpSettings
 from closeloop_alerts.outbox import OutboxRelay
 from closeloop_alerts.owners import OwnerStore
+from closeloop_alerts.rescores import RescoreIntake, decode_rescore
+from closeloop_alerts.rescores import router as rescores_router
 from closeloop_alerts.routes import ApiContext, admin, router
 from closeloop_alerts.routing import (
     Router,
@@ -45,7 +47,7 @@ from closeloop_shared.db.engine import (
     create_sessionmaker,
     ping,
 )
-from closeloop_shared.events import FeedbackScoredEvent, Topic, utcnow
+from closeloop_shared.events import FeedbackScoredEvent, SentimentRescoredEvent, Topic, utcnow
 from closeloop_shared.http.observability import install_observability
 from closeloop_shared.kafka.consumer import BatchConsumer
 from closeloop_shared.kafka.producer import EventProducer
@@ -82,11 +84,15 @@ class Runtime:
     intake: AlertIntake
     owners: OwnerStore
     consumer: BatchConsumer[FeedbackScoredEvent] | None = None
+    rescore_consumer: BatchConsumer[SentimentRescoredEvent] | None = None
     tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def alive(self) -> bool:
-        consumer_ok = self.consumer is not None and self.consumer.healthy
-        return consumer_ok and all(not task.done() for task in self.tasks.values())
+        consumers_ok = all(
+            consumer is not None and consumer.healthy
+            for consumer in (self.consumer, self.rescore_consumer)
+        )
+        return consumers_ok and all(not task.done() for task in self.tasks.values())
 
 
 async def refresh_gauges(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -289,6 +295,18 @@ def create_app(
                 client_id=SERVICE,
             )
             await runtime.consumer.start()
+            # Its own group: a re-score of a year of feedback never delays the live consumer.
+            runtime.rescore_consumer = BatchConsumer(
+                settings=kafka,
+                topic=Topic.SENTIMENT_RESCORED.value,
+                group_id=settings.rescore_consumer_group,
+                decode=decode_rescore,
+                handle=RescoreIntake(sessionmaker).handle,
+                producer=producer,
+                transient_errors=DATABASE_UNAVAILABLE_ERRORS,
+                client_id=f"{SERVICE}-rescores",
+            )
+            await runtime.rescore_consumer.start()
             holder["runtime"] = runtime
             app.state.runtime = runtime
             app.state.api = ApiContext(
@@ -304,6 +322,8 @@ def create_app(
             # Stop taking new work first, then finish the in-flight batch and requests.
             if runtime.consumer is not None:
                 await runtime.consumer.stop()
+            if runtime.rescore_consumer is not None:
+                await runtime.rescore_consumer.stop()
             await _stop_tasks(runtime)
             await producer.stop()
             await client.aclose()
@@ -317,6 +337,7 @@ def create_app(
     )
     app.include_router(router)
     app.include_router(admin)
+    app.include_router(rescores_router)
 
     async def database_ready() -> bool:
         runtime = holder.get("runtime")

@@ -33,6 +33,8 @@ class AlertsSettings(ServiceSettings):
 
     port: int = 8003
     consumer_group: str = "closeloop-alerts"
+    # Re-scores (closeloop.sentiment.rescored.v1): a group of their own, never the live one.
+    rescore_consumer_group: str = "closeloop-alerts-rescores"
 
     # Shared with the devstack and the compose file, hence no service prefix.
     routing_file: Path | None = Field(default=None, validation_alias="CLOSELOOP_ROUTING_FILE")

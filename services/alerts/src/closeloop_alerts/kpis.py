@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from closeloop_alerts.models import Alert, AlertItem, Feedback, SentimentScore
+from closeloop_alerts.rescores import live_first
 
 GroupBy = Literal["channel", "touchpoint", "journey_stage", "topic", "owner"]
 NONE = "(none)"
@@ -180,9 +181,8 @@ async def load(
             SentimentScore.topics,
         )
         .ext(distinct_on(SentimentScore.feedback_id))
-        .order_by(
-            SentimentScore.feedback_id, SentimentScore.scored_at.desc(), SentimentScore.id.desc()
-        )
+        # The live score: KPIs describe what the pipeline saw, not a re-score.
+        .order_by(SentimentScore.feedback_id, *live_first())
         .subquery()
     )
     membership = union_all(

@@ -390,7 +390,8 @@ async def get_feedback_detail(
     score = await session.scalar(
         select(SentimentScore)
         .where(SentimentScore.feedback_id == feedback_id)
-        .order_by(SentimentScore.scored_at.desc(), SentimentScore.id.desc())
+        # The live score, the first stored (rescores.live_first): never a re-score.
+        .order_by(SentimentScore.id)
         .limit(1)
     )
     alert = await session.scalar(

@@ -37,6 +37,7 @@ from closeloop_alerts import repository
 from closeloop_alerts.clock import Clock, system_clock
 from closeloop_alerts.metrics import SPIKES
 from closeloop_alerts.models import Alert, AlertEvent, Feedback, Outbox, SentimentScore
+from closeloop_alerts.rescores import live_first
 from closeloop_alerts.routing import Owner, Router, RoutingState, SpikePolicy
 from closeloop_alerts.sla import deadlines
 from closeloop_shared.contracts.alerts import AlertStatus
@@ -162,11 +163,8 @@ class SpikeDetector:
                 SentimentScore.topics,
             )
             .ext(distinct_on(SentimentScore.feedback_id))
-            .order_by(
-                SentimentScore.feedback_id,
-                SentimentScore.scored_at.desc(),
-                SentimentScore.id.desc(),
-            )
+            # The live score: a re-score by another model version never raises a spike.
+            .order_by(SentimentScore.feedback_id, *live_first())
             .subquery()
         )
         rows = await session.execute(
