@@ -105,6 +105,11 @@ class FakeUpstream:
         if self._task is not None:
             await self._task
 
+    def reply_to(self, request: Received) -> Reply:
+        """The scripted reply for the path, else the default (subclasses answer otherwise)."""
+        script = self._scripts.get(request.path)
+        return script.pop(0) if script else self.default
+
     async def _asgi(self, scope: Any, receive: Any, send: Any) -> None:
         chunks = []
         while True:
@@ -116,17 +121,15 @@ class FakeUpstream:
         if path == "/healthz":
             reply = Reply(200, b'{"status": "ok"}')
         else:
-            self.received.append(
-                Received(
-                    scope["method"],
-                    path,
-                    scope["query_string"],
-                    list(scope["headers"]),
-                    b"".join(chunks),
-                )
+            request = Received(
+                scope["method"],
+                path,
+                scope["query_string"],
+                list(scope["headers"]),
+                b"".join(chunks),
             )
-            script = self._scripts.get(path)
-            reply = script.pop(0) if script else self.default
+            self.received.append(request)
+            reply = self.reply_to(request)
         if reply.delay_s:
             await asyncio.sleep(reply.delay_s)
         await send(

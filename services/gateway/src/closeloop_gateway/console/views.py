@@ -1,0 +1,356 @@
+"""What the pages show, computed from the alerts service's answers: SLA states, the
+inbox's filters, highlighted text, and the dashboard's charts (as SVG geometry)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from markupsafe import Markup
+
+# An SLA clock turns "at risk" (amber, then red in the browser) when this share of its
+# window is left: with the demo's 20-second clocks that is 5 s, with a 4-hour clock 1 h.
+AT_RISK_SHARE = 0.25
+
+STATUSES = ("unresolved", "open", "acknowledged", "resolved", "all")
+PRIORITIES = ("critical", "high", "medium", "low")
+CHANNELS = ("hotline", "email", "social", "app")
+SLA_STATES = ("ok", "at_risk", "breached")
+JOURNEY_STAGES = (
+    "awareness",
+    "consideration",
+    "purchase",
+    "onboarding",
+    "usage",
+    "support",
+    "renewal",
+)
+OWNER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+# Topics, touchpoints: free-form values from the feedback; bounded so a link stays a link.
+VALUE_PATTERN = re.compile(r"^[^\x00-\x1f]{1,128}$")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class SlaView:
+    state: str  # none, ok, at_risk, breached, met
+    clock: str | None  # acknowledge or resolve: the clock that is running
+    due_at: datetime | None
+    started_at: datetime | None
+
+    @property
+    def remaining_s(self) -> float | None:
+        if self.due_at is None:
+            return None
+        return (self.due_at - datetime.now(UTC)).total_seconds()
+
+
+def sla_of(alert: Mapping[str, Any], now: datetime) -> SlaView:
+    sla = alert.get("sla") or {}
+    ack_breached = parse_time(sla.get("acknowledge_breached_at"))
+    resolve_breached = parse_time(sla.get("resolve_breached_at"))
+    created = parse_time(alert.get("created_at"))
+    if alert.get("status") == "resolved":
+        if not sla.get("acknowledge_due_at") and not sla.get("resolve_due_at"):
+            return SlaView("none", None, None, created)
+        breached = ack_breached or resolve_breached
+        return SlaView("breached" if breached else "met", None, None, created)
+    clock = "acknowledge" if alert.get("status") == "open" else "resolve"
+    due = parse_time(sla.get(f"{clock}_due_at"))
+    if due is None:
+        return SlaView("breached" if ack_breached else "none", None, None, created)
+    if ack_breached or resolve_breached or due <= now:
+        return SlaView("breached", clock, due, created)
+    window = (due - created).total_seconds() if created else 0.0
+    left = (due - now).total_seconds()
+    state = "at_risk" if window > 0 and left <= window * AT_RISK_SHARE else "ok"
+    return SlaView(state, clock, due, created)
+
+
+@dataclass(frozen=True, slots=True)
+class InboxFilters:
+    status: str = "unresolved"
+    priority: str | None = None
+    owner: str | None = None
+    channel: str | None = None
+    sla: str | None = None
+    topic: str | None = None
+    touchpoint: str | None = None
+    journey_stage: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+    @property
+    def needs_details(self) -> bool:
+        """Topic, touchpoint and stage are on the feedback, not in the alert list."""
+        return bool(self.topic or self.touchpoint or self.journey_stage)
+
+    def upstream_query(self) -> dict[str, str | None]:
+        status = self.status if self.status in ("open", "acknowledged", "resolved") else None
+        return {"status": status, "priority": self.priority, "owner": self.owner}
+
+    def query(self) -> dict[str, str]:
+        """These filters as a query string's fields (for links and the live refresh)."""
+        values = {
+            "status": self.status,
+            "priority": self.priority,
+            "owner": self.owner,
+            "channel": self.channel,
+            "sla": self.sla,
+            "topic": self.topic,
+            "touchpoint": self.touchpoint,
+            "journey_stage": self.journey_stage,
+            "from": self.since.isoformat() if self.since else None,
+            "to": self.until.isoformat() if self.until else None,
+        }
+        return {key: value for key, value in values.items() if value}
+
+
+class FilterError(ValueError):
+    """A filter value the console does not accept (a 422)."""
+
+
+def _choice(value: str | None, allowed: Iterable[str], name: str) -> str | None:
+    if not value:
+        return None
+    if value not in allowed:
+        raise FilterError(f"{name} must be one of {', '.join(allowed)}.")
+    return value
+
+
+def _matching(value: str | None, pattern: re.Pattern[str], name: str) -> str | None:
+    if not value:
+        return None
+    if not pattern.fullmatch(value):
+        raise FilterError(f"{name} is not a valid value.")
+    return value
+
+
+def parse_date(value: str | None, name: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise FilterError(f"{name} must be a date (YYYY-MM-DD).") from None
+
+
+def parse_filters(query: Mapping[str, str]) -> InboxFilters:
+    return InboxFilters(
+        status=_choice(query.get("status"), STATUSES, "status") or "unresolved",
+        priority=_choice(query.get("priority"), PRIORITIES, "priority"),
+        owner=_matching(query.get("owner"), OWNER_PATTERN, "owner"),
+        channel=_choice(query.get("channel"), CHANNELS, "channel"),
+        sla=_choice(query.get("sla"), SLA_STATES, "sla"),
+        topic=_matching(query.get("topic"), VALUE_PATTERN, "topic"),
+        touchpoint=_matching(query.get("touchpoint"), VALUE_PATTERN, "touchpoint"),
+        journey_stage=_matching(query.get("journey_stage"), VALUE_PATTERN, "journey_stage"),
+        since=parse_date(query.get("from"), "from"),
+        until=parse_date(query.get("to"), "to"),
+    )
+
+
+NONE_VALUE = "(none)"
+
+
+def _same(wanted: str | None, actual: str | None) -> bool:
+    # "(none)" is how the KPIs name "no value", and dashboard links carry it.
+    return wanted is None or (actual or NONE_VALUE) == wanted
+
+
+def keep(alert: Mapping[str, Any], filters: InboxFilters, now: datetime) -> bool:
+    """The filters the alerts service does not apply itself (on the list's fields)."""
+    if filters.status == "unresolved" and alert.get("status") == "resolved":
+        return False
+    if filters.channel and alert.get("channel") != filters.channel:
+        return False
+    created = parse_time(alert.get("created_at"))
+    if filters.since and (created is None or created.date() < filters.since):
+        return False
+    if filters.until and (created is None or created.date() > filters.until):
+        return False
+    return not (filters.sla and sla_of(alert, now).state != filters.sla)
+
+
+def keep_detail(detail: Mapping[str, Any], filters: InboxFilters) -> bool:
+    feedback = detail.get("feedback") or {}
+    topics = (detail.get("sentiment") or {}).get("topics") or []
+    if filters.topic and filters.topic not in (topics or [NONE_VALUE]):
+        return False
+    return _same(filters.touchpoint, feedback.get("touchpoint")) and _same(
+        filters.journey_stage, feedback.get("journey_stage")
+    )
+
+
+# --- the alert page ----------------------------------------------------------------------------
+
+
+def highlight(text: str, terms: Iterable[str]) -> Markup:
+    """The text, escaped, with each term (case-insensitively) in <mark>."""
+    words = sorted({t.strip() for t in terms if t and t.strip()}, key=len, reverse=True)
+    escaped = html.escape(text)
+    if not words:
+        return Markup(escaped)
+    pattern = re.compile("|".join(re.escape(html.escape(w)) for w in words), re.IGNORECASE)
+    return Markup(pattern.sub(lambda m: f"<mark>{m.group(0)}</mark>", escaped))
+
+
+def topic_terms(topics: Iterable[str]) -> list[str]:
+    """Topic slugs as the words a text would use: "wait_time" → "wait time", "wait"."""
+    terms: list[str] = []
+    for topic in topics:
+        words = topic.replace("_", " ").replace("-", " ").strip()
+        terms.append(words)
+        terms.extend(w for w in words.split() if len(w) > 3)
+    return terms
+
+
+# --- the dashboard ----------------------------------------------------------------------------
+
+MAX_DASHBOARD_DAYS = 92
+TREND_BUCKETS = 14
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    start: date  # first day, inclusive
+    end: date  # last day, inclusive
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def covers(self, moment: datetime | None) -> bool:
+        return moment is not None and self.start <= moment.astimezone(UTC).date() <= self.end
+
+    def bounds(self) -> tuple[str, str]:
+        """[from, to) as the KPI API takes them (UTC days)."""
+        return _instant(self.start), _instant(self.end + timedelta(days=1))
+
+    def buckets(self) -> list[Range]:
+        """At most TREND_BUCKETS consecutive slices of whole days covering the range."""
+        size = -(-self.days // TREND_BUCKETS)
+        slices, first = [], self.start
+        while first <= self.end:
+            last = min(first + timedelta(days=size - 1), self.end)
+            slices.append(Range(first, last))
+            first = last + timedelta(days=1)
+        return slices
+
+
+def _instant(day: date) -> str:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).isoformat()
+
+
+def parse_range(query: Mapping[str, str], today: date) -> Range:
+    end = parse_date(query.get("to"), "to") or today
+    start = parse_date(query.get("from"), "from") or end - timedelta(days=6)
+    if start > end:
+        raise FilterError("from must not be after to.")
+    if (end - start).days + 1 > MAX_DASHBOARD_DAYS:
+        raise FilterError(f"The range is at most {MAX_DASHBOARD_DAYS} days.")
+    return Range(start, end)
+
+
+@dataclass(frozen=True, slots=True)
+class Bar:
+    label: str
+    x: float
+    width: float
+    # (sentiment, y, height, count) from the bottom up
+    segments: tuple[tuple[str, float, float, int], ...]
+    total: int
+    link_query: dict[str, str]
+
+
+CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640.0, 200.0, 10.0
+
+
+def trend_bars(points: list[tuple[Range, Mapping[str, int]]]) -> list[Bar]:
+    """Stacked bars of the sentiment mix per slice, scaled to the tallest."""
+    tallest = max((sum(mix.values()) for _, mix in points), default=0) or 1
+    slot = CHART_WIDTH / max(len(points), 1)
+    bars = []
+    for index, (span, mix) in enumerate(points):
+        bottom = CHART_HEIGHT
+        segments = []
+        for sentiment in ("negative", "neutral", "positive"):
+            count = int(mix.get(sentiment, 0))
+            height = (CHART_HEIGHT - CHART_TOP) * count / tallest
+            bottom -= height
+            segments.append((sentiment, round(bottom, 1), round(height, 1), count))
+        label = span.start.strftime("%m-%d")
+        if span.end != span.start:
+            label += "–" + span.end.strftime("%m-%d")
+        bars.append(
+            Bar(
+                label,
+                round(index * slot + slot * 0.15, 1),
+                round(slot * 0.7, 1),
+                tuple(segments),
+                sum(int(v) for v in mix.values()),
+                {"status": "all", "from": span.start.isoformat(), "to": span.end.isoformat()},
+            )
+        )
+    return bars
+
+
+def heat_colour(share: float | None) -> str:
+    """White (no negatives) to a dark red (all negative); grey when there is no data."""
+    if share is None:
+        return "#eeeeee"
+    lightness = 97 - round(min(max(share, 0.0), 1.0) * 55)
+    return f"hsl(0 75% {lightness}%)"
+
+
+def heat_text_colour(share: float | None) -> str:
+    # Dark text on light cells, white on dark ones: contrast stays above 4.5:1.
+    return "#ffffff" if share is not None and share > 0.55 else "#1a1a1a"
+
+
+def rising_topics(
+    this_week: list[Mapping[str, Any]], last_week: list[Mapping[str, Any]], limit: int = 5
+) -> list[dict[str, Any]]:
+    """Topics whose negative items grew most from last week to this week."""
+    before = {group["key"]: group["sentiment"]["negative"] for group in last_week}
+    rows = []
+    for group in this_week:
+        if group["key"] == NONE_VALUE:
+            continue
+        now_count = int(group["sentiment"]["negative"])
+        was = int(before.get(group["key"], 0))
+        if now_count > was:
+            rows.append({"topic": group["key"], "now": now_count, "before": was})
+    rows.sort(key=lambda row: (row["now"] - row["before"], row["now"]), reverse=True)
+    return rows[:limit]
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = float(seconds)
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def percent(share: float | None) -> str:
+    return "—" if share is None else f"{share * 100:.0f}%"
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"

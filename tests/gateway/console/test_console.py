@@ -1,0 +1,336 @@
+"""The console's pages against a fake alerts service (the real key store and database)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+
+from tests.gateway.console.fake_alerts import (
+    FakeAlerts,
+    a_detail,
+    a_kpi_group,
+    an_alert,
+)
+from tests.gateway.support import (
+    ADMIN_KEY,
+    FakeUpstream,
+    Reply,
+    bearer,
+    gateway_settings,
+    running_gateway,
+)
+
+pytestmark = pytest.mark.integration
+
+HTML = {"Accept": "text/html"}
+HOTLINE = an_alert()
+EMAIL = an_alert(
+    id="9a0e7c55-1f7e-4a7b-8a4b-4c2b0f3f0b22",
+    channel="email",
+    owner="cx-team",
+    priority="medium",
+    rule_id="email-negative",
+)
+
+
+@pytest.fixture(scope="module")
+async def alerts() -> AsyncIterator[FakeAlerts]:
+    upstream = FakeAlerts("alerts")
+    upstream.alerts = [HOTLINE, EMAIL]
+    upstream.details = {
+        HOTLINE["id"]: a_detail(HOTLINE, "Waited an hour, <b>billing</b> is wrong", ["billing"]),
+        EMAIL["id"]: a_detail(EMAIL, "Refund never came", ["refund"]),
+    }
+    upstream.kpis = {
+        "channel": [a_kpi_group("hotline", 10, 6, 4), a_kpi_group("email", 5, 1, 1)],
+        "touchpoint": [a_kpi_group("checkout", 15, 7, 5)],
+        "journey_stage": [a_kpi_group("purchase", 15, 7, 5)],
+        "topic": [a_kpi_group("billing", 8, 5, 3)],
+    }
+    await upstream.start()
+    try:
+        yield upstream
+    finally:
+        await upstream.stop()
+
+
+@pytest.fixture(scope="module")
+async def console(
+    migrated_database: str, ingest: FakeUpstream, alerts: FakeAlerts
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = gateway_settings(ingest.url, alerts.url)
+    async with running_gateway(settings, migrated_database) as client:
+        yield client
+
+
+async def _sign_in(client: httpx.AsyncClient, name: str | None = "Alice") -> str:
+    """Signs in (the client keeps the cookie) and returns the page's CSRF token."""
+    client.cookies.clear()
+    form = {"key": ADMIN_KEY, "next": "/console/inbox"}
+    if name:
+        form["name"] = name
+    response = await client.post("/console/sign-in", data=form, headers=HTML)
+    assert response.status_code == 303, response.text
+    inbox = await client.get("/console/inbox", headers=HTML)
+    assert inbox.status_code == 200, inbox.text
+    found = re.search(r'name="csrf" value="([^"]+)"', inbox.text)
+    assert found is not None
+    return found.group(1)
+
+
+async def test_pages_need_a_session(console: httpx.AsyncClient) -> None:
+    console.cookies.clear()
+    response = await console.get("/console/inbox?status=open", headers=HTML)
+    assert response.status_code == 303
+    assert (
+        response.headers["location"] == "/console/sign-in?next=%2Fconsole%2Finbox%3Fstatus%3Dopen"
+    )
+    form = await console.get("/console/sign-in", headers=HTML)
+    assert form.status_code == 200
+    assert 'for="key"' in form.text
+    assert 'id="key"' in form.text
+
+
+async def test_sign_in_sets_a_strict_http_only_cookie_without_the_key(
+    console: httpx.AsyncClient,
+) -> None:
+    console.cookies.clear()
+    response = await console.post(
+        "/console/sign-in", data={"key": ADMIN_KEY, "next": "/console/dashboard"}, headers=HTML
+    )
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/dashboard"
+    cookie = response.headers["set-cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/console" in cookie
+    assert ADMIN_KEY not in cookie
+    assert ADMIN_KEY[4:20] not in cookie
+
+
+@pytest.mark.parametrize(
+    ("key", "status", "message"),
+    [
+        ("clk_" + "x" * 43, 401, "unknown or revoked"),
+        ("not a key", 422, "not an API key"),
+    ],
+)
+async def test_sign_in_refuses_bad_keys(
+    console: httpx.AsyncClient, key: str, status: int, message: str
+) -> None:
+    console.cookies.clear()
+    response = await console.post("/console/sign-in", data={"key": key}, headers=HTML)
+    assert response.status_code == status
+    assert message in response.text
+    assert "set-cookie" not in response.headers
+
+
+async def test_a_forged_cookie_is_no_session(console: httpx.AsyncClient) -> None:
+    console.cookies.clear()
+    console.cookies.set("closeloop_console", "eyJrIjoiYWJjIn0.forged.sig", path="/console")
+    response = await console.get("/console/inbox", headers=HTML)
+    assert response.status_code == 303
+
+
+async def test_inbox_lists_through_the_alerts_api_as_the_named_user(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    await _sign_in(console)
+    alerts.received.clear()
+    response = await console.get("/console/inbox", headers=HTML)
+    assert response.status_code == 200
+    assert HOTLINE["id"] in response.text
+    assert EMAIL["id"] in response.text
+    sent = alerts.last("/v1/alerts")
+    assert sent.header("x-closeloop-actor") == "Alice (bootstrap-admin)"
+    assert sent.header("x-closeloop-principal") is not None
+    assert sent.header("authorization") is None
+    assert sent.header("cookie") is None
+    assert response.headers["cache-control"] == "no-store"
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+
+
+async def test_inbox_filters_the_alerts_service_cannot(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    await _sign_in(console)
+    by_channel = await console.get("/console/inbox?channel=email", headers=HTML)
+    assert EMAIL["id"] in by_channel.text
+    assert HOTLINE["id"] not in by_channel.text
+    by_topic = await console.get("/console/inbox?topic=billing", headers=HTML)
+    assert HOTLINE["id"] in by_topic.text
+    assert EMAIL["id"] not in by_topic.text
+    upstream = await console.get("/console/inbox?priority=medium", headers=HTML)
+    assert b"priority=medium" in alerts.last("/v1/alerts").query
+    assert EMAIL["id"] in upstream.text
+    assert HOTLINE["id"] not in upstream.text
+    breached = await console.get("/console/inbox?sla=breached", headers=HTML)
+    assert "No alerts match." in breached.text
+    rows = await console.get("/console/inbox/rows?channel=hotline", headers=HTML)
+    assert rows.text.lstrip().startswith("<tr")
+    assert HOTLINE["id"] in rows.text
+    assert EMAIL["id"] not in rows.text
+
+
+async def test_bad_filters_are_422_json_for_api_clients(console: httpx.AsyncClient) -> None:
+    await _sign_in(console)
+    response = await console.get("/console/inbox?channel=fax", headers={"Accept": "*/*"})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_request"
+    page = await console.get("/console/inbox?from=yesterday", headers=HTML)
+    assert page.status_code == 422
+    assert "YYYY-MM-DD" in page.text
+
+
+async def test_alert_page_shows_the_feedback_escaped_and_highlighted(
+    console: httpx.AsyncClient,
+) -> None:
+    await _sign_in(console)
+    response = await console.get(f"/console/alerts/{HOTLINE['id']}", headers=HTML)
+    assert response.status_code == 200
+    assert "&lt;<mark>b</mark>&gt;" not in response.text  # the term is "billing", not "b"
+    assert "&lt;b&gt;<mark>billing</mark>&lt;/b&gt;" in response.text
+    assert "Li Wei" in response.text
+    assert 'id="acknowledge-form"' in response.text
+    missing = await console.get(
+        "/console/alerts/00000000-0000-0000-0000-000000000000", headers=HTML
+    )
+    assert missing.status_code == 404
+    not_an_id = await console.get("/console/alerts/nope", headers=HTML)
+    assert not_an_id.status_code == 404
+
+
+async def test_actions_need_the_session_csrf_token(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    await _sign_in(console)
+    alerts.received.clear()
+    path = f"/console/alerts/{HOTLINE['id']}/acknowledge"
+    refused = await console.post(path, data={"csrf": "guess"}, headers=HTML)
+    assert refused.status_code == 403
+    cross_site = await console.post(
+        path, data={"csrf": "x"}, headers={**HTML, "Origin": "https://evil.example"}
+    )
+    assert cross_site.status_code == 403
+    assert not alerts.at(f"/v1/alerts/{HOTLINE['id']}/acknowledge")
+
+
+async def test_acknowledge_and_resolve_post_to_the_alerts_api(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    csrf = await _sign_in(console, name=None)
+    alert_id = HOTLINE["id"]
+    acknowledged = await console.post(
+        f"/console/alerts/{alert_id}/acknowledge", data={"csrf": csrf}, headers=HTML
+    )
+    assert acknowledged.status_code == 303
+    assert acknowledged.headers["location"] == f"/console/alerts/{alert_id}?done=acknowledge"
+    sent = alerts.last(f"/v1/alerts/{alert_id}/acknowledge")
+    assert sent.body == b""
+    assert sent.header("x-closeloop-actor") == "bootstrap-admin"
+    resolved = await console.post(
+        f"/console/alerts/{alert_id}/resolve",
+        data={
+            "csrf": csrf,
+            "note": "Refunded",
+            "root_cause": "billing-error",
+            "customer_reply": " ",
+        },
+        headers=HTML,
+    )
+    assert resolved.status_code == 303
+    body = orjson.loads(alerts.last(f"/v1/alerts/{alert_id}/resolve").body)
+    assert body == {"note": "Refunded", "root_cause": "billing-error"}
+    comment = await console.post(
+        f"/console/alerts/{alert_id}/comment", data={"csrf": csrf, "text": "Called"}, headers=HTML
+    )
+    assert comment.status_code == 303
+    assert orjson.loads(alerts.last(f"/v1/alerts/{alert_id}/comments").body) == {"text": "Called"}
+
+
+async def test_a_refused_action_shows_why_with_its_status(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    csrf = await _sign_in(console)
+    alerts.action_replies.append(
+        Reply(409, b'{"error": {"code": "invalid_transition", "detail": "resolved"}}')
+    )
+    response = await console.post(
+        f"/console/alerts/{HOTLINE['id']}/acknowledge", data={"csrf": csrf}, headers=HTML
+    )
+    assert response.status_code == 409
+    assert "does not apply to the alert in its current state" in response.text
+
+
+async def test_chinese_from_the_browser_and_by_choice(console: httpx.AsyncClient) -> None:
+    await _sign_in(console)
+    chinese = await console.get(
+        "/console/inbox", headers={**HTML, "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"}
+    )
+    assert "工单箱" in chinese.text
+    assert 'lang="zh-CN"' in chinese.text
+    chosen = await console.get("/console/language?lang=en&next=/console/inbox")
+    assert chosen.status_code == 303
+    english = await console.get("/console/inbox", headers={**HTML, "Accept-Language": "zh-CN"})
+    assert "Inbox" in english.text
+    assert "工单箱" not in english.text
+    console.cookies.delete("closeloop_lang", path="/console")
+    elsewhere = await console.get("/console/language?lang=en&next=https://evil.example/")
+    assert elsewhere.headers["location"] == "/console/inbox"
+
+
+async def test_dashboard_numbers_link_to_the_items_behind_them(
+    console: httpx.AsyncClient,
+) -> None:
+    await _sign_in(console)
+    response = await console.get("/console/dashboard?from=2026-11-01&to=2026-11-07", headers=HTML)
+    assert response.status_code == 200, response.text
+    text = response.text
+    # Totals are the sum of the groups the fake reported: 15 items, 5 alerts.
+    assert re.search(r'data-kpi="volume">.*?>15</a>', text, re.S)
+    assert re.search(
+        r'data-testid="alerts-raised"><a href="/console/inbox\?from=2026-11-01&amp;to=2026-11-07&amp;status=all">5</a>',
+        text,
+    )
+    assert (
+        'href="/console/inbox?from=2026-11-01&amp;to=2026-11-07&amp;status=all&amp;channel=hotline">4</a>'
+        in text
+    )
+    # 7 days, one bar per day; this fake has no stage × touchpoint grouping: no heat map.
+    assert text.count('class="seg negative"') == 7
+    assert "journey stage and touchpoint" not in text
+    bad = await console.get("/console/dashboard?from=2026-11-08&to=2026-11-01", headers=HTML)
+    assert bad.status_code == 422
+
+
+async def test_static_assets_are_cached_by_content_hash(console: httpx.AsyncClient) -> None:
+    await _sign_in(console)
+    page = await console.get("/console/inbox", headers=HTML)
+    found = re.search(r'src="(/console/static/([0-9a-f]{12})/console\.js)"', page.text)
+    assert found is not None
+    script = await console.get(found.group(1))
+    assert script.status_code == 200
+    assert script.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert script.headers["content-type"].startswith("text/javascript")
+    stale = await console.get("/console/static/000000000000/console.js")
+    assert stale.headers["cache-control"] == "no-cache"
+    missing = await console.get(f"/console/static/{found.group(2)}/nope.js")
+    assert missing.status_code == 404
+
+
+async def test_sign_out_ends_the_session(console: httpx.AsyncClient) -> None:
+    csrf = await _sign_in(console)
+    response = await console.post("/console/sign-out", data={"csrf": csrf}, headers=HTML)
+    assert response.status_code == 303
+    console.cookies.clear()  # what the browser does with the expired cookie
+    assert (await console.get("/console/inbox", headers=HTML)).status_code == 303
+
+
+async def test_console_is_not_in_the_api_document(console: httpx.AsyncClient) -> None:
+    document = (await console.get("/openapi.json")).json()
+    assert not [path for path in document["paths"] if path.startswith("/console")]
+    assert (await console.get("/v1/alerts", headers=bearer(ADMIN_KEY))).status_code == 200
