@@ -9,14 +9,20 @@ import uuid
 import pytest
 
 from closeloop_gateway.auth import (
+    DENIAL_KEY,
     KEY_PREFIX,
+    PRINCIPAL_KEY,
+    ROLE_SCOPES,
     Guard,
     KeyCache,
     Principal,
+    Role,
     Scope,
     display_prefix,
+    effective_scopes,
     generate_key,
     hash_key,
+    legacy_role,
     parse_bearer,
     parse_scopes,
 )
@@ -32,8 +38,10 @@ class Clock:
         return self.now
 
 
-def principal(*scopes: Scope, name: str = "ci") -> Principal:
-    return Principal(id=uuid.uuid4(), name=name, scopes=frozenset(scopes))
+def principal(
+    *scopes: Scope, name: str = "ci", role: Role = Role.ADMIN, team: str | None = None
+) -> Principal:
+    return Principal(id=uuid.uuid4(), name=name, scopes=frozenset(scopes), role=role, team=team)
 
 
 class Store:
@@ -96,12 +104,30 @@ def test_admin_implies_every_scope() -> None:
     assert parse_scopes(["alerts:read", "future:scope"]) == frozenset({Scope.ALERTS_READ})
 
 
-def test_principal_headers_name_the_key() -> None:
+def test_principal_headers_name_the_key_its_role_and_team() -> None:
     caller = principal(Scope.ALERTS_WRITE, name="support desk")
     assert dict(caller.upstream_headers) == {
         b"x-closeloop-principal": str(caller.id).encode(),
         b"x-closeloop-actor": b"support desk",
+        b"x-closeloop-role": b"admin",
     }
+    agent = principal(Scope.ALERTS_READ, name="ann", role=Role.AGENT, team="hotline-team")
+    assert dict(agent.upstream_headers)[b"x-closeloop-role"] == b"agent"
+    assert dict(agent.upstream_headers)[b"x-closeloop-team"] == b"hotline-team"
+
+
+def test_roles_cap_scopes_and_old_keys_get_a_role_by_their_scopes() -> None:
+    assert ROLE_SCOPES[Role.CHANNEL] == {Scope.FEEDBACK_WRITE}
+    assert Scope.ADMIN not in ROLE_SCOPES[Role.AGENT] | ROLE_SCOPES[Role.LEAD]
+    assert ROLE_SCOPES[Role.ADMIN] == set(Scope)
+    # A row stamped with more than its role allows is held to the role.
+    assert effective_scopes(Role.CHANNEL, frozenset({Scope.ADMIN, Scope.FEEDBACK_WRITE})) == {
+        Scope.FEEDBACK_WRITE
+    }
+    assert legacy_role(frozenset({Scope.FEEDBACK_WRITE})) is Role.CHANNEL
+    assert legacy_role(frozenset({Scope.ALERTS_READ})) is Role.ADMIN
+    assert legacy_role(frozenset({Scope.FEEDBACK_WRITE, Scope.ALERTS_READ})) is Role.ADMIN
+    assert legacy_role(frozenset({Scope.ADMIN})) is Role.ADMIN
 
 
 async def test_cache_reuses_hits_and_misses_until_the_ttl() -> None:
@@ -207,3 +233,28 @@ async def test_guard_turns_a_database_outage_into_503() -> None:
         await guard.authorize(b"Bearer clk_x", Scope.FEEDBACK_WRITE)
     assert raised.value.status == 503
     assert dict(raised.value.headers) == {b"retry-after": b"4"}
+
+
+async def test_guard_tells_the_audit_who_called_and_why_it_refused() -> None:
+    store = Store()
+    key = generate_key()
+    agent = principal(Scope.ALERTS_READ, role=Role.AGENT, team="hotline-team")
+    store.keys[hash_key(key)] = agent
+    guard = Guard(KeyCache(store.lookup, ttl_s=0), None, retry_after_s=3)
+    cases: list[tuple[bytes | None, Scope, str | None]] = [
+        (None, Scope.ALERTS_READ, "missing"),
+        (b"Basic abc", Scope.ALERTS_READ, "malformed"),
+        (b"Bearer clk_unknown", Scope.ALERTS_READ, "invalid"),
+        (b"Bearer " + key.encode(), Scope.ADMIN, "insufficient_scope"),
+        (b"Bearer " + key.encode(), Scope.ALERTS_READ, None),
+    ]
+    for authorization, scope, reason in cases:
+        notes: dict[str, object] = {}
+        if reason is None:
+            await guard.authorize(authorization, scope, notes)
+        else:
+            with pytest.raises(ProblemError):
+                await guard.authorize(authorization, scope, notes)
+        assert notes.get(DENIAL_KEY) == reason
+        known = reason in {None, "insufficient_scope"}
+        assert notes.get(PRINCIPAL_KEY) == (agent if known else None)

@@ -49,14 +49,19 @@ async def test_migrations_are_idempotent_reversible_and_stay_in_their_schema(
         "SELECT table_schema, table_name FROM information_schema.tables "
         "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
     )
-    assert tables == [("gateway", "alembic_version"), ("gateway", "api_key")]
+    assert tables == [
+        ("gateway", "access_audit"),
+        ("gateway", "alembic_version"),
+        ("gateway", "api_key"),
+    ]
     assert await _rows(database_url, "SELECT version_num FROM gateway.alembic_version") == [
-        ("0001",)
+        ("0002",)
     ]
     # Alembic's own commands (as `alembic -c services/gateway/alembic.ini ...` runs them).
     config = alembic_config(database_url)
     await asyncio.to_thread(command.downgrade, config, "base")
     assert await _rows(database_url, "SELECT to_regclass('gateway.api_key')") == [(None,)]
+    assert await _rows(database_url, "SELECT to_regclass('gateway.access_audit')") == [(None,)]
     await asyncio.to_thread(command.upgrade, config, "head")
     assert await _rows(database_url, "SELECT count(*) FROM gateway.api_key") == [(0,)]
 

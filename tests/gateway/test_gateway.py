@@ -597,6 +597,8 @@ PUBLIC_OPERATIONS = {
     ("/v1/admin/api-keys", "post"),
     ("/v1/admin/api-keys", "get"),
     ("/v1/admin/api-keys/{key_id}", "delete"),
+    ("/v1/admin/api-keys/{key_id}/rotate", "post"),
+    ("/v1/audit", "get"),
 }
 
 

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from sqlalchemy import Row, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from closeloop_gateway.audit import TARGET_KEY
 from closeloop_gateway.auth import (
     ALL_SCOPES,
     DATABASE_ERRORS,
     Authorized,
     Principal,
+    Role,
     Scope,
     display_prefix,
+    effective_scopes,
     generate_key,
     guard_of,
     hash_key,
@@ -39,7 +43,14 @@ from closeloop_gateway.limits import (
     require_media_type,
 )
 from closeloop_gateway.models import ApiKey
-from closeloop_gateway.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyOut, Problem
+from closeloop_gateway.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyList,
+    ApiKeyOut,
+    ApiKeyRotated,
+    Problem,
+)
 from closeloop_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -53,26 +64,72 @@ _COLUMNS = (
     ApiKey.name,
     ApiKey.prefix,
     ApiKey.scopes,
+    ApiKey.role,
+    ApiKey.team,
     ApiKey.created_at,
     ApiKey.revoked_at,
     ApiKey.last_used_at,
 )
 
 
-# id, name, prefix, scopes, created_at, revoked_at, last_used_at
-_KeyRow = Row[uuid.UUID, str, str, list[str], datetime, datetime | None, datetime | None]
+# id, name, prefix, scopes, role, team, created_at, revoked_at, last_used_at
+_KeyRow = Row[
+    uuid.UUID, str, str, list[str], str, str | None, datetime, datetime | None, datetime | None
+]
 
 
 def _record(row: _KeyRow) -> ApiKeyOut:
+    role = Role(row.role)
     return ApiKeyOut(
         id=row.id,
         name=row.name,
         prefix=row.prefix,
-        scopes=sorted(parse_scopes(row.scopes)),
+        role=role,
+        team=row.team,
+        scopes=sorted(effective_scopes(role, parse_scopes(row.scopes))),
         created_at=row.created_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
     )
+
+
+ROLES = frozenset(role.value for role in Role)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """What a new key is: its name, role, team (agents and leads) and scopes."""
+
+    name: str
+    role: Role
+    team: str | None
+    scopes: frozenset[Scope]
+
+    @classmethod
+    def of(cls, payload: ApiKeyCreate) -> Grant:
+        # ApiKeyCreate's validator has filled in the role and scopes by now.
+        assert payload.role is not None
+        assert payload.scopes is not None
+        return cls(payload.name, payload.role, payload.team, frozenset(payload.scopes))
+
+
+async def _insert_key(connection: AsyncConnection, grant: Grant) -> ApiKeyCreated:
+    key = generate_key()
+    statement = (
+        insert(ApiKey)
+        .values(
+            id=uuid.uuid4(),
+            name=grant.name,
+            prefix=display_prefix(key),
+            hash=hash_key(key),
+            scopes=sorted(scope.value for scope in grant.scopes),
+            role=grant.role.value,
+            team=grant.team,
+        )
+        .returning(*_COLUMNS)
+    )
+    row = (await connection.execute(statement)).one()
+    return ApiKeyCreated(**_record(row).model_dump(), key=key)
 
 
 class ApiKeyRepository:
@@ -89,30 +146,60 @@ class ApiKeyRepository:
             update(ApiKey)
             .where(ApiKey.hash == key_hash, ApiKey.revoked_at.is_(None))
             .values(last_used_at=func.now())
-            .returning(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.hash)
+            .returning(ApiKey.id, ApiKey.name, ApiKey.scopes, ApiKey.role, ApiKey.team, ApiKey.hash)
         )
         async with self._engine.begin() as connection:
             row = (await connection.execute(statement)).first()
         if row is None or not same_secret(row.hash, key_hash):
             return None
-        return Principal(id=row.id, name=row.name, scopes=parse_scopes(row.scopes))
-
-    async def create(self, name: str, scopes: Sequence[Scope]) -> ApiKeyCreated:
-        key = generate_key()
-        statement = (
-            insert(ApiKey)
-            .values(
-                id=uuid.uuid4(),
-                name=name,
-                prefix=display_prefix(key),
-                hash=hash_key(key),
-                scopes=sorted(scope.value for scope in scopes),
-            )
-            .returning(*_COLUMNS)
+        if row.role not in ROLES:
+            # Written by a newer version: a role this one cannot enforce grants nothing.
+            log.warning("api_key_role_unknown", key_id=str(row.id), role=row.role)
+            return None
+        role = Role(row.role)
+        return Principal(
+            id=row.id,
+            name=row.name,
+            scopes=effective_scopes(role, parse_scopes(row.scopes)),
+            role=role,
+            team=row.team,
         )
+
+    async def create(self, grant: Grant) -> ApiKeyCreated:
         async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).one()
-        return ApiKeyCreated(**_record(row).model_dump(), key=key)
+            return await _insert_key(connection, grant)
+
+    async def rotate(self, key_id: uuid.UUID, *, keep_old: bool) -> ApiKeyRotated | None:
+        """A new key with the old one's name, role, team and scopes; the old one revoked
+        in the same transaction unless ``keep_old`` (clients then move at their pace).
+        None when there is no such active key."""
+        async with self._engine.begin() as connection:
+            old = (
+                await connection.execute(
+                    select(ApiKey.name, ApiKey.role, ApiKey.team, ApiKey.scopes)
+                    .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                    .with_for_update()
+                )
+            ).first()
+            if old is None:
+                return None
+            if old.name == BOOTSTRAP_KEY_NAME:
+                raise ProblemError(
+                    409,
+                    "conflict",
+                    "The bootstrap admin key is rotated by setting a new "
+                    "CLOSELOOP_BOOTSTRAP_ADMIN_KEY and restarting the gateway.",
+                )
+            role = Role(old.role)
+            grant = Grant(
+                old.name, role, old.team, effective_scopes(role, parse_scopes(old.scopes))
+            )
+            created = await _insert_key(connection, grant)
+            if not keep_old:
+                await connection.execute(
+                    update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=func.now())
+                )
+        return ApiKeyRotated(**created.model_dump(), replaces=key_id, replaced_revoked=not keep_old)
 
     async def list(self) -> list[ApiKeyOut]:
         statement = select(*_COLUMNS).order_by(ApiKey.created_at, ApiKey.id)
@@ -163,6 +250,7 @@ class ApiKeyRepository:
                         prefix=display_prefix(key),
                         hash=key_hash,
                         scopes=sorted(scope.value for scope in ALL_SCOPES),
+                        role=Role.ADMIN.value,
                     )
                     .on_conflict_do_nothing(index_elements=[ApiKey.hash])
                     .returning(ApiKey.id)
@@ -234,17 +322,65 @@ async def create_api_key(
             409, "conflict", f"The name '{BOOTSTRAP_KEY_NAME}' is reserved for the operator's key."
         )
     with _database(request):
-        created = await _repository(request).create(payload.name, payload.scopes)
+        created = await _repository(request).create(Grant.of(payload))
     log.info(
         "api_key_created",
         key_id=str(created.id),
+        role=created.role.value,
+        team=created.team,
         scopes=[scope.value for scope in created.scopes],
         by=str(caller.principal.id),
     )
+    _audit_target(request, created)
     # The body holds a secret: no cache along the way may keep it.
     response.headers["cache-control"] = "no-store"
     response.raw_headers.extend(caller.response_headers)
     return created
+
+
+def _audit_target(request: Request, key: ApiKeyOut) -> None:
+    """Name the key acted on (and what it may do) in the access audit; never its secret."""
+    team = f" team={key.team}" if key.team else ""
+    request.scope[TARGET_KEY] = f"key_id={key.id} role={key.role.value}{team}"
+
+
+async def rotate_api_key(
+    key_id: uuid.UUID,
+    request: Request,
+    response: Response,
+    caller: AdminCaller,
+    keep_old: Annotated[
+        bool, Query(description="Leave the old key valid too (revoke it once clients moved).")
+    ] = False,
+) -> ApiKeyRotated:
+    """Replace a key by a new one with the same name, role, team and scopes; the secret
+    is in this response only. The old key is revoked at once unless `keep_old`."""
+    with _database(request):
+        rotated = await _repository(request).rotate(key_id, keep_old=keep_old)
+    if rotated is None:
+        raise ProblemError(404, "not_found", "No active API key has this id.")
+    if not keep_old:
+        _forget(request, key_id)
+    log.info(
+        "api_key_rotated",
+        key_id=str(rotated.id),
+        replaces=str(key_id),
+        replaced_revoked=not keep_old,
+        by=str(caller.principal.id),
+    )
+    _audit_target(request, rotated)
+    request.scope[TARGET_KEY] += f" replaces={key_id}"
+    response.headers["cache-control"] = "no-store"
+    response.raw_headers.extend(caller.response_headers)
+    return rotated
+
+
+def _forget(request: Request, key_id: uuid.UUID) -> None:
+    """This replica refuses a revoked key at once (others within the key cache TTL)."""
+    guard = guard_of(request)
+    guard.keys.forget(key_id)
+    if guard.limiter is not None:
+        guard.limiter.forget(key_id)
 
 
 async def list_api_keys(request: Request, response: Response, caller: AdminCaller) -> ApiKeyList:
@@ -261,10 +397,8 @@ async def revoke_api_key(key_id: uuid.UUID, request: Request, caller: AdminCalle
         revoked = await _repository(request).revoke(key_id)
     if revoked is None:
         raise ProblemError(404, "not_found", "No API key has this id.")
-    guard = guard_of(request)
-    guard.keys.forget(key_id)
-    if guard.limiter is not None:
-        guard.limiter.forget(key_id)
+    _forget(request, key_id)
+    _audit_target(request, revoked)
     log.info("api_key_revoked", key_id=str(key_id), by=str(caller.principal.id))
     response = Response(status_code=204)
     response.raw_headers.extend(caller.response_headers)
@@ -275,8 +409,8 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     descriptions = {
         401: "No API key, or an unknown or revoked one.",
         403: "The API key lacks the `admin` scope.",
-        404: "No API key has this id.",
-        409: "The name is reserved.",
+        404: "No (active) API key has this id.",
+        409: "The name is reserved (create), or the key is the bootstrap key (rotate).",
         413: "The body is too large.",
         415: "The body is not JSON.",
         422: "The request does not match the schema.",
@@ -326,6 +460,18 @@ def add_routes(app: FastAPI) -> None:
         summary="List API keys",
         tags=["api keys"],
         responses=_errors(401, 403, 429, 503),
+        openapi_extra=_admin_operation(),
+    )
+    app.add_api_route(
+        "/v1/admin/api-keys/{key_id}/rotate",
+        rotate_api_key,
+        methods=["POST"],
+        status_code=201,
+        response_model=ApiKeyRotated,
+        operation_id="rotateApiKey",
+        summary="Rotate an API key",
+        tags=["api keys"],
+        responses=_errors(401, 403, 404, 409, 422, 429, 503),
         openapi_extra=_admin_operation(),
     )
     app.add_api_route(

@@ -11,12 +11,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from closeloop_gateway import api_keys, proxy
+from closeloop_gateway import api_keys, audit, proxy
 from closeloop_gateway.api_keys import ApiKeyRepository
+from closeloop_gateway.audit import AuditLog
 from closeloop_gateway.auth import Guard, KeyCache
 from closeloop_gateway.config import GatewaySettings
-from closeloop_gateway.console import install_console
-from closeloop_gateway.console.config import ConsoleSettings
 from closeloop_gateway.errors import ProblemError, problem_error_handler
 from closeloop_gateway.limits import BodyLimits, RateLimiter
 from closeloop_gateway.openapi import DESCRIPTION, GatewayAPI
@@ -43,9 +42,7 @@ async def _client_disconnected(_request: Request, _exc: Exception) -> Response:
 
 
 def create_app(
-    settings: GatewaySettings | None = None,
-    database: DatabaseSettings | None = None,
-    console: ConsoleSettings | None = None,
+    settings: GatewaySettings | None = None, database: DatabaseSettings | None = None
 ) -> FastAPI:
     settings = settings or GatewaySettings()
     database = database or DatabaseSettings()
@@ -57,6 +54,7 @@ def create_app(
             INGEST: Upstream(INGEST, settings.ingest_url, settings),
             ALERTS: Upstream(ALERTS, settings.alerts_url, settings),
         }
+        access_audit = AuditLog(engine)
         try:
             repository = ApiKeyRepository(engine)
             if settings.bootstrap_admin_key is not None:
@@ -82,6 +80,8 @@ def create_app(
             app.state.guard = guard
             app.state.body_limits = limits
             app.state.proxy = Proxy(upstreams, guard, limits, settings)
+            app.state.audit = access_audit
+            access_audit.start()
             log.info(
                 "gateway_started",
                 ingest_url=settings.ingest_url,
@@ -90,6 +90,7 @@ def create_app(
             )
             yield
         finally:
+            await access_audit.close()
             for upstream in upstreams.values():
                 await upstream.aclose()
             await engine.dispose()
@@ -129,5 +130,5 @@ def create_app(
     proxy.add_ingest_routes(app)
     proxy.add_alerts_routes(app)
     api_keys.add_routes(app)
-    install_console(app, console)
+    audit.add_routes(app)
     return app

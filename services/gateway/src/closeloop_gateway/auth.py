@@ -16,10 +16,10 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import Request
 from sqlalchemy.exc import DBAPIError
@@ -57,6 +57,40 @@ class Scope(StrEnum):
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
 
 
+class Role(StrEnum):
+    """What kind of caller a key belongs to; decides its scopes' ceiling and what it sees."""
+
+    # A channel system (app backend, contact center) that only posts feedback.
+    CHANNEL = "channel"
+    # A support agent: reads and works the alerts of one team (an owner id).
+    AGENT = "agent"
+    # A team lead: what an agent may, plus assigning alerts within the team.
+    LEAD = "lead"
+    # Everything, every team; the only role that may hold the ``admin`` scope.
+    ADMIN = "admin"
+
+
+# The most a key of each role may hold; also what it gets when no scopes are asked for.
+# Scopes can narrow a role (a read-only agent key), never widen it.
+ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
+    Role.CHANNEL: frozenset({Scope.FEEDBACK_WRITE}),
+    Role.AGENT: frozenset({Scope.ALERTS_READ, Scope.ALERTS_WRITE}),
+    Role.LEAD: frozenset({Scope.ALERTS_READ, Scope.ALERTS_WRITE}),
+    Role.ADMIN: ALL_SCOPES,
+}
+# Roles that act for one team and so must name it.
+TEAM_ROLES = frozenset({Role.AGENT, Role.LEAD})
+
+
+def legacy_role(scopes: frozenset[Scope]) -> Role:
+    """The role a key from before roles existed gets (migration 0002 applies the same rule).
+
+    A feedback-only key is a channel system's; anything else keeps seeing every alert,
+    as it did, so it becomes ``admin`` -- its scopes still limit what it may do.
+    """
+    return Role.CHANNEL if scopes and scopes <= ROLE_SCOPES[Role.CHANNEL] else Role.ADMIN
+
+
 def generate_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
@@ -78,23 +112,30 @@ def is_well_formed(key: str | bytes) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: one API key."""
+    """Who is calling: one API key, its role and (agents and leads) its team."""
 
     id: uuid.UUID
     name: str
     scopes: frozenset[Scope]
-    # X-Closeloop-Principal / X-Closeloop-Actor for the services behind the gateway,
-    # rendered once per cached key rather than once per request.
+    role: Role
+    team: str | None = None
+    # X-Closeloop-Principal / -Actor / -Role / -Team for the services behind the gateway
+    # (the alerts service scopes what an agent sees by them), rendered once per cached
+    # key rather than once per request. The proxy never forwards a client's own
+    # X-Closeloop-* headers, so these are the only ones upstream sees.
     upstream_headers: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # Key names are restricted to printable ASCII (schemas.ApiKeyCreate), so they are
-        # safe header values as they are.
-        headers = (
+        # Key names and team ids are restricted to printable ASCII (schemas.ApiKeyCreate),
+        # so they are safe header values as they are.
+        headers = [
             (b"x-closeloop-principal", str(self.id).encode()),
             (b"x-closeloop-actor", self.name.encode()),
-        )
-        object.__setattr__(self, "upstream_headers", headers)
+            (b"x-closeloop-role", self.role.value.encode()),
+        ]
+        if self.team is not None:
+            headers.append((b"x-closeloop-team", self.team.encode()))
+        object.__setattr__(self, "upstream_headers", tuple(headers))
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes or Scope.ADMIN in self.scopes
@@ -104,6 +145,15 @@ def parse_scopes(values: list[str]) -> frozenset[Scope]:
     """Scopes from the database; one this version does not know grants nothing."""
     known = {scope.value for scope in Scope}
     return frozenset(Scope(value) for value in values if value in known)
+
+
+def effective_scopes(role: Role, scopes: frozenset[Scope]) -> frozenset[Scope]:
+    """What a stored key may do: its scopes within its role's ceiling.
+
+    The API refuses to create a key beyond its role, so this only bites on rows written
+    some other way (by hand in SQL): a channel key stamped ``admin`` still cannot manage keys.
+    """
+    return scopes & ROLE_SCOPES[role]
 
 
 FailureReason = Literal["missing", "malformed", "invalid", "insufficient_scope"]
@@ -202,6 +252,12 @@ class Authorized:
     response_headers: list[tuple[bytes, bytes]]
 
 
+# Keys on the ASGI scope through which a request tells the access audit (audit.py) who
+# called and why it was refused; set only where that is known, read once per response.
+PRINCIPAL_KEY = "closeloop.principal"
+DENIAL_KEY = "closeloop.denied"
+
+
 class Guard:
     """Authenticate the key, check its scope, charge its rate limit: every keyed request."""
 
@@ -210,8 +266,20 @@ class Guard:
         self.limiter = limiter
         self._retry_after_s = retry_after_s
 
-    async def authorize(self, authorization: bytes | None, scope: Scope) -> Authorized:
-        token = parse_bearer(authorization)
+    async def authorize(
+        self,
+        authorization: bytes | None,
+        scope: Scope,
+        request_scope: MutableMapping[str, Any] | None = None,
+    ) -> Authorized:
+        """The caller, or a ProblemError; ``request_scope`` (the ASGI scope) gets the
+        principal and the reason of a refusal for the access audit."""
+        notes: MutableMapping[str, Any] = {} if request_scope is None else request_scope
+        try:
+            token = parse_bearer(authorization)
+        except ProblemError:
+            notes[DENIAL_KEY] = "missing" if not authorization else "malformed"
+            raise
         key_hash = hash_key(token)
         try:
             principal = await self.keys.get(key_hash)
@@ -221,8 +289,11 @@ class Guard:
                 "API keys cannot be checked right now; retry later.", self._retry_after_s
             ) from None
         if principal is None:
+            notes[DENIAL_KEY] = "invalid"
             raise _unauthorized("invalid", "The API key is unknown or revoked.")
+        notes[PRINCIPAL_KEY] = principal
         if not principal.allows(scope):
+            notes[DENIAL_KEY] = "insufficient_scope"
             AUTH_FAILURES.labels("insufficient_scope").inc()
             raise ProblemError(
                 403,
@@ -267,7 +338,9 @@ def require(scope: Scope) -> Callable[[Request], Awaitable[Authorized]]:
     """A FastAPI dependency: the caller's key, checked for ``scope`` and charged."""
 
     async def dependency(request: Request) -> Authorized:
-        return await guard_of(request).authorize(authorization_header(request), scope)
+        return await guard_of(request).authorize(
+            authorization_header(request), scope, request.scope
+        )
 
     dependency.__name__ = f"require_{scope.name.lower()}"
     return dependency

@@ -25,7 +25,7 @@ from prometheus_client import Counter
 from starlette.routing import request_response
 from starlette.types import Scope as ASGIScope
 
-from closeloop_gateway.auth import Authorized, Guard, Principal, Scope, require
+from closeloop_gateway.auth import DENIAL_KEY, Authorized, Guard, Principal, Scope, require
 from closeloop_gateway.config import GatewaySettings
 from closeloop_gateway.errors import ProblemError, unavailable
 from closeloop_gateway.limits import (
@@ -78,6 +78,9 @@ POSTMARK_HEADERS = API_HEADERS | {b"authorization"}
 RESPONSE_HEADERS = frozenset(
     {b"content-type", b"retry-after", b"location", b"www-authenticate", b"cache-control"}
 )
+# Set by the alerts service when it refuses a request by the caller's role or team (the
+# answer itself is a plain 403/404): the reason for the access audit, kept from the client.
+DENIAL_HEADER = b"x-closeloop-denied"
 
 
 # Added to every upstream request: bodies pass through as they are, so nothing is asked to
@@ -266,6 +269,9 @@ class Proxy:
             lowered = name.lower()
             if lowered in RESPONSE_HEADERS:
                 raw.append((lowered, value))
+            elif lowered == DENIAL_HEADER:
+                # The alerts service refused by team scope: audited here, never shown.
+                scope[DENIAL_KEY] = value.decode("latin-1")[:64]
         raw.extend(response_headers)
         return response
 
@@ -346,7 +352,7 @@ def passthrough(passage: Passage) -> Callable[[Request], Awaitable[Response]]:
         principal: Principal | None = None
         response_headers: list[tuple[bytes, bytes]] = []
         if passage.scope is not None:
-            authorized = await proxy.guard.authorize(authorization, passage.scope)
+            authorized = await proxy.guard.authorize(authorization, passage.scope, request.scope)
             principal = authorized.principal
             response_headers = authorized.response_headers
         elif proxy.source_limiter is not None:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from closeloop_gateway.auth import Scope
+from closeloop_gateway.auth import ROLE_SCOPES, TEAM_ROLES, Role, Scope, legacy_role
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
 from closeloop_shared.contracts.feedback import Channel, Feedback, FeedbackIn
 from closeloop_shared.contracts.sentiment import Sentiment, SentimentLabel, Urgency
@@ -40,22 +40,63 @@ class Problem(BaseModel):
 # --- API keys ---------------------------------------------------------------------------------
 
 
+# An owner id from the routing file (the alerts service's own pattern); it travels
+# upstream in the X-Closeloop-Team header.
+TeamId = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$",
+        description="The owner id (routing) whose alerts an agent or lead works.",
+        examples=["hotline-team"],
+    ),
+]
+
+
 class ApiKeyCreate(BaseModel):
+    """A new key. ``role`` sets the most it may do (and its default scopes); ``scopes``
+    may narrow that. Without a role (clients from before roles), the role follows the
+    scopes as it did for existing keys: feedback-only keys are ``channel``, others ``admin``."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: KeyName
-    scopes: Annotated[list[Scope], Field(min_length=1)]
+    role: Role | None = None
+    team: TeamId | None = None
+    scopes: Annotated[list[Scope] | None, Field(min_length=1)] = None
 
     @field_validator("scopes")
     @classmethod
-    def _distinct(cls, scopes: list[Scope]) -> list[Scope]:
-        return sorted(set(scopes))
+    def _distinct(cls, scopes: list[Scope] | None) -> list[Scope] | None:
+        return None if scopes is None else sorted(set(scopes))
+
+    @model_validator(mode="after")
+    def _fits_role(self) -> ApiKeyCreate:
+        if self.role is None and self.scopes is None:
+            raise ValueError("give a role, scopes, or both")
+        role = self.role or legacy_role(frozenset(self.scopes or ()))
+        if role in TEAM_ROLES and self.team is None:
+            raise ValueError(f"a {role.value} key needs a team (an owner id, e.g. hotline-team)")
+        if role not in TEAM_ROLES and self.team is not None:
+            raise ValueError(f"a {role.value} key has no team; only agent and lead keys do")
+        ceiling = ROLE_SCOPES[role]
+        beyond = sorted(set(self.scopes or ()) - ceiling)
+        if beyond:
+            allowed = ", ".join(sorted(ceiling))
+            raise ValueError(
+                f"a {role.value} key cannot hold {', '.join(beyond)} (at most: {allowed})"
+            )
+        self.role = role
+        if self.scopes is None:
+            self.scopes = sorted(ceiling)
+        return self
 
 
 class ApiKeyOut(BaseModel):
     id: uuid.UUID
     name: str
     prefix: str = Field(description="The key's first characters, to recognise it.")
+    role: Role
+    team: str | None = Field(description="The team (owner id) of an agent or lead key.")
     scopes: list[Scope]
     created_at: AwareDatetime
     revoked_at: AwareDatetime | None
@@ -66,6 +107,11 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str = Field(description="The secret. Shown once, in this response only; store it now.")
+
+
+class ApiKeyRotated(ApiKeyCreated):
+    replaces: uuid.UUID = Field(description="The key this one replaces.")
+    replaced_revoked: bool = Field(description="Whether the old key was revoked (not keep_old).")
 
 
 class ApiKeyList(BaseModel):
