@@ -16,6 +16,8 @@ from closeloop_gateway.api_keys import ApiKeyRepository
 from closeloop_gateway.audit import AuditLog
 from closeloop_gateway.auth import Guard, KeyCache
 from closeloop_gateway.config import GatewaySettings
+from closeloop_gateway.console import install_console
+from closeloop_gateway.console.config import ConsoleSettings
 from closeloop_gateway.errors import ProblemError, problem_error_handler
 from closeloop_gateway.limits import BodyLimits, RateLimiter
 from closeloop_gateway.openapi import DESCRIPTION, GatewayAPI
@@ -42,7 +44,9 @@ async def _client_disconnected(_request: Request, _exc: Exception) -> Response:
 
 
 def create_app(
-    settings: GatewaySettings | None = None, database: DatabaseSettings | None = None
+    settings: GatewaySettings | None = None,
+    database: DatabaseSettings | None = None,
+    console: ConsoleSettings | None = None,
 ) -> FastAPI:
     settings = settings or GatewaySettings()
     database = database or DatabaseSettings()
@@ -131,4 +135,5 @@ def create_app(
     proxy.add_alerts_routes(app)
     api_keys.add_routes(app)
     audit.add_routes(app)
+    install_console(app, console)
     return app
