@@ -287,7 +287,9 @@ async def list_alerts(
     priority: str | None,
     limit: int,
     cursor: Cursor | None,
+    visible: ColumnElement[bool] | None = None,
 ) -> tuple[list[tuple[Alert, str]], Cursor | None]:
+    """A page of alerts; ``visible`` limits them to what the caller may see (access.py)."""
     statement = select(Alert, Feedback.channel).join(Feedback, Feedback.id == Alert.feedback_id)
     conditions: list[ColumnElement[bool]] = []
     if status is not None:
@@ -296,6 +298,8 @@ async def list_alerts(
         conditions.append(Alert.owner_id == owner)
     if priority is not None:
         conditions.append(Alert.priority == priority)
+    if visible is not None:
+        conditions.append(visible)
     if cursor is not None:
         conditions.append(tuple_(Alert.created_at, Alert.id) < tuple_(cursor.created_at, cursor.id))
     rows = (

@@ -1,7 +1,8 @@
 """The support API: list, inspect, acknowledge and resolve alerts; look up feedback.
 
 The gateway forwards these paths unchanged and names the caller in
-``X-Closeloop-Actor``; that name is what the audit trail records.
+``X-Closeloop-Actor``; that name is what the audit trail records. ``X-Closeloop-Role`` and
+``X-Closeloop-Team`` limit an agent or lead to their team's alerts (see ``access.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import kpis, repository, service
+from closeloop_alerts.access import (
+    Access,
+    AdminAccess,
+    CallerAccess,
+    forbidden,
+    hidden,
+    may_act_on,
+)
 from closeloop_alerts.models import OwnerRecord, TargetHealth
 from closeloop_alerts.owners import OwnerConflict, OwnerStore
 from closeloop_alerts.routing import EmailTarget, Owner, Router, format_errors
@@ -104,6 +113,7 @@ def _not_found(kind: str, item_id: uuid.UUID) -> JSONResponse:
 @router.get("/alerts", response_model=AlertPage)
 async def list_alerts(
     context: Context,
+    access: CallerAccess,
     status: AlertStatus | None = None,
     # An owner id's own pattern: anything else (a NUL byte above all) is a 422, not a query.
     owner: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")] = None,
@@ -124,6 +134,7 @@ async def list_alerts(
             priority=priority.value if priority else None,
             limit=limit,
             cursor=position,
+            visible=access.alert_filter(),
         )
     return AlertPage(
         items=[AlertOut.of(alert, channel) for alert, channel in rows],
@@ -132,12 +143,16 @@ async def list_alerts(
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetailOut, responses=_ERRORS)
-async def get_alert(alert_id: uuid.UUID, context: Context) -> AlertDetailOut | JSONResponse:
+async def get_alert(
+    alert_id: uuid.UUID, context: Context, access: CallerAccess
+) -> AlertDetailOut | JSONResponse:
     """One alert with its feedback, sentiment, deliveries (and their attempts) and history."""
     async with context.sessionmaker() as session:
         detail = await repository.get_alert_detail(session, alert_id)
     if detail is None:
         return _not_found("alert", alert_id)
+    if not access.sees(detail.alert.owner_id, detail.alert.escalated_to):
+        return hidden("alert", alert_id)
     summary = AlertOut.of(detail.alert, detail.feedback.channel)
     return AlertDetailOut(
         **summary.model_dump(),
@@ -147,6 +162,11 @@ async def get_alert(alert_id: uuid.UUID, context: Context) -> AlertDetailOut | J
         history=[AlertEventOut.of(event) for event in detail.history],
         items=[JoinedItemOut.of(item, feedback) for item, feedback in detail.items],
     )
+
+
+async def _may_act(context: ApiContext, access: Access, alert_id: uuid.UUID) -> bool:
+    async with context.sessionmaker() as session:
+        return await may_act_on(session, access, alert_id)
 
 
 def answer(result: service.Result, alert_id: uuid.UUID) -> AlertOut | JSONResponse:
@@ -174,19 +194,27 @@ _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post("/alerts/{alert_id}/acknowledge", response_model=AlertOut, responses=_CHANGE_ERRORS)
 async def acknowledge_alert(
-    alert_id: uuid.UUID, context: Context, actor: Actor = None
+    alert_id: uuid.UUID, context: Context, access: CallerAccess, actor: Actor = None
 ) -> AlertOut | JSONResponse:
     """open → acknowledged."""
+    if not await _may_act(context, access, alert_id):
+        return hidden("alert", alert_id)
     result = await context.lifecycle.transition(alert_id, service.ACKNOWLEDGE, actor=actor)
     return answer(result, alert_id)
 
 
 @router.post("/alerts/{alert_id}/resolve", response_model=AlertOut, responses=_CHANGE_ERRORS)
 async def resolve_alert(
-    alert_id: uuid.UUID, body: ResolveIn, context: Context, actor: Actor = None
+    alert_id: uuid.UUID,
+    body: ResolveIn,
+    context: Context,
+    access: CallerAccess,
+    actor: Actor = None,
 ) -> AlertOut | JSONResponse:
     """open or acknowledged → resolved, with a required note, an optional root cause and an
     optional reply to the customer (published for the channel system to deliver)."""
+    if not await _may_act(context, access, alert_id):
+        return hidden("alert", alert_id)
     result = await context.lifecycle.resolve(
         alert_id,
         actor=actor,
@@ -199,17 +227,23 @@ async def resolve_alert(
 
 @router.post("/alerts/{alert_id}/reopen", response_model=AlertOut, responses=_CHANGE_ERRORS)
 async def reopen_alert(
-    alert_id: uuid.UUID, body: ReopenIn, context: Context, actor: Actor = None
+    alert_id: uuid.UUID, body: ReopenIn, context: Context, access: CallerAccess, actor: Actor = None
 ) -> AlertOut | JSONResponse:
     """resolved → open again (fresh SLA clocks), with a required note."""
+    if not await _may_act(context, access, alert_id):
+        return hidden("alert", alert_id)
     return answer(await context.lifecycle.reopen(alert_id, actor=actor, note=body.note), alert_id)
 
 
 @router.post("/alerts/{alert_id}/assign", response_model=AlertOut, responses=_CHANGE_ERRORS)
 async def assign_alert(
-    alert_id: uuid.UUID, body: AssignIn, context: Context, actor: Actor = None
+    alert_id: uuid.UUID, body: AssignIn, context: Context, access: CallerAccess, actor: Actor = None
 ) -> AlertOut | JSONResponse:
     """Assign to a person and/or hand over to another owner (who is notified)."""
+    if not await _may_act(context, access, alert_id):
+        return hidden("alert", alert_id)
+    if not access.may_assign_to(body.owner):
+        return forbidden("Agents do not assign; a lead assigns within the team.")
     result = await context.lifecycle.assign(
         alert_id, actor=actor, assignee=body.assignee, owner_id=body.owner, note=body.note
     )
@@ -218,17 +252,29 @@ async def assign_alert(
 
 @router.post("/alerts/{alert_id}/comments", response_model=AlertOut, responses=_ERRORS)
 async def comment_alert(
-    alert_id: uuid.UUID, body: CommentIn, context: Context, actor: Actor = None
+    alert_id: uuid.UUID,
+    body: CommentIn,
+    context: Context,
+    access: CallerAccess,
+    actor: Actor = None,
 ) -> AlertOut | JSONResponse:
     """Add a comment to the alert's history (any state)."""
+    if not await _may_act(context, access, alert_id):
+        return hidden("alert", alert_id)
     return answer(await context.lifecycle.comment(alert_id, actor=actor, text=body.text), alert_id)
 
 
 @router.post("/alerts/{alert_id}/escalate", response_model=AlertOut, responses=_CHANGE_ERRORS)
 async def escalate_alert(
-    alert_id: uuid.UUID, body: EscalateIn, context: Context, actor: Actor = None
+    alert_id: uuid.UUID,
+    body: EscalateIn,
+    context: Context,
+    access: CallerAccess,
+    actor: Actor = None,
 ) -> AlertOut | JSONResponse:
     """Escalate now: to ``to_owner`` or up the escalation chain (who is notified)."""
+    if not await _may_act(context, access, alert_id):
+        return hidden("alert", alert_id)
     result = await context.lifecycle.escalate(
         alert_id, actor=actor, note=body.note, to_owner=body.to_owner
     )
@@ -237,9 +283,15 @@ async def escalate_alert(
 
 @router.post("/alerts/{alert_id}/customer-reply", response_model=AlertOut, responses=_ERRORS)
 async def report_customer_reply(
-    alert_id: uuid.UUID, body: CustomerReplyStatusIn, context: Context, actor: Actor = None
+    alert_id: uuid.UUID,
+    body: CustomerReplyStatusIn,
+    context: Context,
+    access: CallerAccess,
+    actor: Actor = None,
 ) -> AlertOut | JSONResponse:
     """For channel systems: report whether the reply reached the customer (sent / failed)."""
+    if not await _may_act(context, access, alert_id):
+        return hidden("alert", alert_id)
     result = await context.lifecycle.record_customer_reply(
         alert_id, actor=actor, status=body.status, detail=body.detail
     )
@@ -253,13 +305,18 @@ async def report_customer_reply(
     tags=["feedback"],
 )
 async def get_feedback(
-    feedback_id: uuid.UUID, context: Context
+    feedback_id: uuid.UUID, context: Context, access: CallerAccess
 ) -> FeedbackDetailOut | JSONResponse:
-    """A stored feedback item with its latest sentiment score and its alert, if any."""
+    """A stored feedback item with its latest sentiment score and its alert, if any. An
+    agent or lead sees only items whose alert is their team's."""
     async with context.sessionmaker() as session:
         detail = await repository.get_feedback_detail(session, feedback_id)
     if detail is None:
         return _not_found("feedback", feedback_id)
+    if access.scoped and (
+        detail.alert is None or not access.sees(detail.alert.owner_id, detail.alert.escalated_to)
+    ):
+        return hidden("feedback", feedback_id)
     feedback = FeedbackOut.of(detail.feedback)
     return FeedbackDetailOut(
         **feedback.model_dump(),
@@ -343,7 +400,7 @@ async def get_owner(owner_id: OwnerId, context: Context) -> OwnerOut | JSONRespo
     responses={**_ERRORS, 409: {"description": "Refers to an unknown owner (JSON error)"}},
 )
 async def put_owner(
-    owner_id: OwnerId, body: dict[str, Any], context: Context
+    owner_id: OwnerId, body: dict[str, Any], context: Context, _admin: AdminAccess
 ) -> OwnerOut | JSONResponse:
     """Create or replace an owner: the routing file's owner mapping (``notify``,
     ``timezone``, ``working_hours``, ``escalation_owner``). Takes effect at once here and
@@ -377,7 +434,7 @@ async def put_owner(
     status_code=204,
     responses={**_ERRORS, 409: {"description": "The owner is still referred to (JSON error)"}},
 )
-async def delete_owner(owner_id: OwnerId, context: Context) -> Response:
+async def delete_owner(owner_id: OwnerId, context: Context, _admin: AdminAccess) -> Response:
     """Remove an owner the admin API created and nothing refers to."""
     try:
         found = await context.owners.delete(owner_id)
@@ -432,12 +489,14 @@ def dry_run_answer(router: Router, body: DryRunIn, now: datetime) -> DryRunOut:
 @admin.get("/kpis", response_model=KpiReport, tags=["kpis"], responses=_ERRORS)
 async def get_kpis(
     context: Context,
+    access: CallerAccess,
     start: Annotated[datetime | None, Query(alias="from")] = None,
     end: Annotated[datetime | None, Query(alias="to")] = None,
     group_by: kpis.GroupBy = "channel",
 ) -> KpiReport | JSONResponse:
     """Volume, sentiment mix, NPS, CSAT, CES, alerts, MTTA, MTTR and SLA compliance over
-    ``[from, to)`` (default: the last 7 days), one row per group."""
+    ``[from, to)`` (default: the last 7 days), one row per group. An agent or lead gets
+    their team's: the items that raised or joined its alerts, and those alerts."""
     end = end or context.lifecycle.clock()
     start = start or end - timedelta(days=7)
     if start.tzinfo is None or end.tzinfo is None:
@@ -450,6 +509,9 @@ async def get_kpis(
         )
     async with context.sessionmaker() as session:
         items, alerts = await kpis.load(session, start, end)
+    if access.scoped:
+        items = [item for item in items if item.owner == access.team]
+        alerts = [alert for alert in alerts if alert.owner == access.team]
     rows = kpis.aggregate(items, alerts, group_by)
     return KpiReport(
         start=start,
