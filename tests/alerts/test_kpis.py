@@ -162,3 +162,15 @@ async def test_an_empty_range_has_no_groups(sessionmaker: Sessions) -> None:
     async with sessionmaker() as session:
         items, alerts = await kpis.load(session, T0 - timedelta(days=30), T0 - timedelta(days=29))
     assert kpis.aggregate(items, alerts, "channel") == []
+
+
+async def test_kpis_by_journey_stage_and_touchpoint_key_the_heat_map_cells(
+    report_inputs: tuple[list[kpis.ItemFacts], list[kpis.AlertFacts]],
+) -> None:
+    cells = by_key(kpis.aggregate(*report_inputs, "journey_stage_touchpoint"))
+    # No item names a stage; items 1 and 2 name the checkout touchpoint (one negative).
+    assert {key: (row["volume"], row["alerts"]) for key, row in cells.items()} == {
+        "(none)|checkout": (2, 1),
+        "(none)|(none)": (4, 2),
+    }
+    assert cells["(none)|checkout"]["negative_share"] == 0.5

@@ -1,4 +1,5 @@
-"""KPIs over a time range, grouped by channel, touchpoint, journey stage, topic or owner.
+"""KPIs over a time range, grouped by channel, touchpoint, journey stage, topic or owner
+(or by journey stage × touchpoint, keyed ``<stage>|<touchpoint>``, for a heat map).
 
 Feedback measures count the items that **occurred** in the range (their latest score);
 alert measures count the alerts **raised** in the range. An item with several topics
@@ -29,7 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from closeloop_alerts.models import Alert, AlertItem, Feedback, SentimentScore
 from closeloop_alerts.rescores import live_first
 
-GroupBy = Literal["channel", "touchpoint", "journey_stage", "topic", "owner"]
+GroupBy = Literal[
+    "channel", "touchpoint", "journey_stage", "topic", "owner", "journey_stage_touchpoint"
+]
 NONE = "(none)"
 
 
@@ -115,6 +118,9 @@ def _mean(values: list[float]) -> float | None:
 def _keys(facts: ItemFacts | AlertFacts, group_by: GroupBy) -> Iterable[str]:
     if group_by == "topic":
         return facts.topics or (NONE,)
+    if group_by == "journey_stage_touchpoint":
+        # The cells of a stage × touchpoint heat map; stages are slugs, so "|" splits it.
+        return (f"{facts.journey_stage or NONE}|{facts.touchpoint or NONE}",)
     value = getattr(facts, group_by)
     return (value or NONE,)
 
