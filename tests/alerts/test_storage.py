@@ -13,7 +13,8 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from closeloop_alerts import repository
+from closeloop_alerts import pii, repository
+from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.migrate import upgrade, upgrade_async
 from closeloop_alerts.models import (
     SCHEMA,
@@ -103,6 +104,8 @@ async def test_migration_creates_the_schema_with_its_version_table(sessionmaker:
         "outbox",
         "alert_item",
         "alert_identity",
+        "customer_identity",
+        "privacy_erasure",
         "owner",
         "target_health",
     }
@@ -303,7 +306,8 @@ async def test_database_outage_is_transient(sessionmaker: Sessions) -> None:
         "t",
     )
     broken = AlertIntake(
-        create_sessionmaker(engine), RoutingState(Router(parse_routing(TWO_TARGETS)))
+        pii.bind(create_sessionmaker(engine), AlertsSettings().pii_keyring()),
+        RoutingState(Router(parse_routing(TWO_TARGETS))),
     )
     try:
         with pytest.raises(TransientError):

@@ -20,7 +20,7 @@ import httpx
 import orjson
 import pytest
 
-from closeloop_devstack.stack import Stack
+from closeloop_devstack.stack import Stack, pii_keys
 from closeloop_shared.contracts.feedback import FeedbackIn, identify
 from closeloop_shared.events import FeedbackReceivedEvent, Topic, dead_letter_topic, encode
 from closeloop_shared.kafka.producer import EventProducer, OutgoingMessage
@@ -42,6 +42,8 @@ def closeloop(
         "CLOSELOOP_KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
         "CLOSELOOP_DATABASE_URL": stack.database_url,
         "CLOSELOOP_SENTIMENT_URL": stack.url("sentiment"),
+        # The stack's PII keys: exporting customer data opens the sealed fields.
+        **pii_keys(stack.config.state_dir),
         **(env or {}),
     }
     return subprocess.run(

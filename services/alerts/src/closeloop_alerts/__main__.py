@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import dataclasses
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +17,8 @@ import uvicorn
 from closeloop_alerts.app import SERVICE, SERVICE_LABEL, create_app, load_routing_config
 from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.migrate import upgrade
+from closeloop_alerts.pii import PiiKeyError
+from closeloop_alerts.privacy import run_rotation
 from closeloop_alerts.routing import RoutingConfig, RoutingError, load_routing
 from closeloop_shared.config import DatabaseSettings
 from closeloop_shared.logging import configure_logging, get_logger
@@ -26,6 +31,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the service (the default)")
     commands.add_parser("migrate", help="upgrade the alerts schema to the latest revision")
+    rotate = commands.add_parser(
+        "rotate-pii-key", help="re-seal stored customer data under the active PII key"
+    )
+    rotate.add_argument("--after", type=uuid.UUID, help="resume after this feedback id")
     check = commands.add_parser("check-routing", help="validate a routing file")
     check.add_argument("file", nargs="?", type=Path, help="default: CLOSELOOP_ROUTING_FILE")
     check.add_argument(
@@ -56,10 +65,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         upgrade(DatabaseSettings().url)
         log.info("schema_migrated", schema="alerts")
         return
+    if args.command == "rotate-pii-key":
+        report = asyncio.run(run_rotation(settings, DatabaseSettings(), after=args.after))
+        print(orjson.dumps(dataclasses.asdict(report), default=str).decode())  # noqa: T201
+        return
     try:
-        # Validate before uvicorn starts, so a bad file is one readable message.
+        # Validate before uvicorn starts, so a bad file or key is one readable message.
         load_routing_config(settings)
-    except RoutingError as error:
+        settings.pii_keyring()
+    except (RoutingError, PiiKeyError) as error:
         print(error, file=sys.stderr)  # noqa: T201
         raise SystemExit(2) from None
 

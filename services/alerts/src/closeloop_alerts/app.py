@@ -11,7 +11,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from closeloop_alerts import kpis, repository
+from closeloop_alerts import kpis, pii, privacy_api, repository
 from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.delivery import DeliveryDispatcher, RetryPolicy, make_client
 from closeloop_alerts.metrics import (
@@ -179,10 +179,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # A bad routing file stops the start here, before anything connects.
+        # A bad routing file or missing PII keys stop the start here, before anything connects.
         routing = RoutingState(Router(load_routing_config(settings)))
+        keyring = settings.pii_keyring()
         engine = create_engine(database, application_name=SERVICE)
-        sessionmaker = create_sessionmaker(engine)
+        sessionmaker = pii.bind(create_sessionmaker(engine), keyring)
         producer = EventProducer(kafka, client_id=SERVICE)
         client = make_client(settings.delivery_timeout_s)
         password = settings.smtp_password
@@ -337,6 +338,7 @@ def create_app(
     )
     app.include_router(router)
     app.include_router(admin)
+    app.include_router(privacy_api.router)
     app.include_router(rescores_router)
 
     async def database_ready() -> bool:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from closeloop_alerts.pii import Keyring, PiiKeyError
 from closeloop_shared.config import ServiceSettings
 
 # Svix's schedule: the delay before each attempt, measured from the previous failure.
@@ -75,11 +76,32 @@ class AlertsSettings(ServiceSettings):
     smtp_starttls: bool = True
     smtp_use_tls: bool = False
 
+    # Customer contact data at rest (see closeloop_alerts.pii): the keys by id (JSON
+    # {"id": "base64"} or "id:base64,id2:base64"), the one new data is sealed with, and the
+    # separate key of the blind indexes. Required to serve; the devstack generates them.
+    pii_keys: SecretStr | None = None
+    pii_active_key: str | None = None
+    pii_index_key: SecretStr | None = None
+    pii_rotation_batch_size: int = Field(default=500, ge=1)
+
     # SLA clocks, owner reloads and spike detection.
     sla_poll_interval_s: float = Field(default=5.0, gt=0)
     routing_reload_interval_s: float = Field(default=5.0, gt=0)
     spike_interval_s: float = Field(default=60.0, gt=0)
     kpi_refresh_interval_s: float = Field(default=60.0, gt=0)
+
+    def pii_keyring(self) -> Keyring:
+        """The keyring of the settings; PiiKeyError names what is missing or malformed."""
+        if self.pii_keys is None or self.pii_index_key is None:
+            raise PiiKeyError(
+                "CLOSELOOP_ALERTS_PII_KEYS and CLOSELOOP_ALERTS_PII_INDEX_KEY must be set "
+                "(customer contact data is stored encrypted)"
+            )
+        return Keyring.parse(
+            self.pii_keys.get_secret_value(),
+            self.pii_active_key,
+            self.pii_index_key.get_secret_value(),
+        )
 
     @field_validator("delivery_schedule_s", mode="before")
     @classmethod

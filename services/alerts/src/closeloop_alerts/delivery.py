@@ -257,7 +257,9 @@ class DeliveryDispatcher:
         if target is None or target.type != job.target_type:
             await self._finish(job, _skipped(job.url, "target no longer configured"), "failed")
             return
-        url, result = await self._notifier.send(job, target)
+        owner = self._routing.router.owner(job.owner_id)
+        redact = owner.redacts_pii(target) if owner is not None else True
+        url, result = await self._notifier.send(job, target, redact_pii=redact)
         NOTIFICATION_DURATION.labels(job.target_type).observe(result.duration_s)
         outcome, delay = self._policy.decide(result, job.attempts + 1)
         if result.error is not None and result.error.startswith("blocked:"):

@@ -12,6 +12,8 @@ import orjson
 from standardwebhooks import Webhook
 
 from closeloop_alerts.models import Alert, Feedback, SentimentScore
+from closeloop_alerts.pii import CLEAR_CUSTOMER_FIELDS
+from closeloop_shared.redaction import redact_text
 
 USER_AGENT = "Closeloop-Webhooks/1"
 WEBHOOK_EVENT_TYPE = "alert.raised"
@@ -85,6 +87,33 @@ def render_payload(
             }
         )
     return orjson.dumps(body)
+
+
+def masked(feedback: Feedback) -> Feedback:
+    """A detached copy of an item with its personal data masked: the contact fields
+    dropped (the tier stays), and in the text, subject and external id every e-mail, phone,
+    card and ID number, and every occurrence of the customer's own contact values."""
+    known = [
+        str(value)
+        for name, value in feedback.customer.items()
+        if name not in CLEAR_CUSTOMER_FIELDS and value
+    ]
+    return Feedback(
+        id=feedback.id,
+        channel=feedback.channel,
+        external_id=redact_text(feedback.external_id, known),
+        text=redact_text(feedback.text, known),
+        subject=redact_text(feedback.subject, known) if feedback.subject is not None else None,
+        customer={k: v for k, v in feedback.customer.items() if k in CLEAR_CUSTOMER_FIELDS},
+        rating_type=feedback.rating_type,
+        rating_value=feedback.rating_value,
+        touchpoint=feedback.touchpoint,
+        journey_stage=feedback.journey_stage,
+        language=feedback.language,
+        attributes={},
+        occurred_at=feedback.occurred_at,
+        received_at=feedback.received_at,
+    )
 
 
 def signed_headers(secret: str, msg_id: str, body: bytes, now: datetime) -> dict[str, str]:

@@ -81,6 +81,35 @@ class Feedback(Base):
     occurred_at: Mapped[datetime] = mapped_column(tstz())
     received_at: Mapped[datetime] = mapped_column(tstz())
     stored_at: Mapped[datetime] = mapped_column(tstz(), server_default=_now())
+    # Set when the customer's data was erased (the row stays, anonymised, so a replay of
+    # its Kafka event is recognised as already stored and does not bring it back).
+    erased_at: Mapped[datetime | None] = mapped_column(tstz())
+
+
+class CustomerIdentity(Base):
+    """Blind indexes (``kind:<HMAC>``, see :mod:`closeloop_alerts.pii`) of the customer of each
+    feedback item: how an erasure finds every item of a customer without decrypting."""
+
+    __tablename__ = "customer_identity"
+    __table_args__ = (Index("ix_customer_identity_feedback_id", "feedback_id"),)
+
+    identity: Mapped[str] = mapped_column(String(320), primary_key=True)
+    feedback_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("feedback.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class PrivacyErasure(Base):
+    """One erasure request: who asked, when, and how much it changed (never whose data)."""
+
+    __tablename__ = "privacy_erasure"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    requested_at: Mapped[datetime] = mapped_column(tstz())
+    actor: Mapped[str | None] = mapped_column(String(256))
+    reference: Mapped[str | None] = mapped_column(String(128))
+    identifier_kinds: Mapped[list[str]] = mapped_column(JSONB)
+    counts: Mapped[dict[str, int]] = mapped_column(JSONB)
 
 
 class SentimentScore(Base):
@@ -199,7 +228,8 @@ class AlertItem(Base):
 
 
 class AlertIdentity(Base):
-    """The customer identities (``id:``, ``email:``, ``phone:``, ``handle:``) of an alert."""
+    """The customer identities of an alert as blind indexes (``id:``, ``email:``, ``phone:``,
+    ``handle:`` and an HMAC of the normalised value, see :mod:`closeloop_alerts.pii`)."""
 
     __tablename__ = "alert_identity"
     __table_args__ = (Index("ix_alert_identity_identity", "identity"),)
@@ -238,7 +268,11 @@ class TargetHealth(Base):
 
 
 class AlertEvent(Base):
-    """Audit trail of an alert: append-only (a trigger in the migration refuses UPDATE/DELETE)."""
+    """Audit trail of an alert: append-only (a trigger in the migration refuses UPDATE/DELETE).
+
+    The one exception is an erasure (:mod:`closeloop_alerts.privacy`): inside a transaction
+    that set ``closeloop.erasure``, ``note`` and ``details`` may be masked; nothing else of
+    the row may change and rows are never deleted."""
 
     __tablename__ = "alert_event"
     __table_args__ = (Index("ix_alert_event_alert_id_id", "alert_id", "id"),)

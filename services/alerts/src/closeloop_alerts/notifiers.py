@@ -16,7 +16,7 @@ import hmac
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -30,6 +30,7 @@ import orjson
 from closeloop_alerts.clock import Clock, system_clock
 from closeloop_alerts.delivery_payload import (
     AttemptResult,
+    masked,
     parse_retry_after,
     render_payload,
     signed_headers,
@@ -240,8 +241,15 @@ class Notifier:
         self._timeout_s = timeout_s
         self._clock = clock
 
-    async def send(self, job: DeliveryJob, target: AnyTarget) -> tuple[str, AttemptResult]:
-        """(the URL to record, the result); the URL of an email is ``mailto:...``."""
+    async def send(
+        self, job: DeliveryJob, target: AnyTarget, *, redact_pii: bool | None = None
+    ) -> tuple[str, AttemptResult]:
+        """(the URL to record, the result); the URL of an email is ``mailto:...``.
+
+        ``redact_pii`` (the owner's choice, :meth:`Owner.redacts_pii`) masks personal data;
+        unset, everything but a webhook is masked."""
+        if redact_pii if redact_pii is not None else target.type != "webhook":
+            job = replace(job, feedback=masked(job.feedback))
         if isinstance(target, EmailTarget):
             return target.url, await self._email(job, target)
         now = self._clock()

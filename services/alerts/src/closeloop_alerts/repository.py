@@ -2,6 +2,10 @@
 
 Every function takes an open session inside a transaction the caller owns, so one
 consumer batch or one API state change is exactly one transaction.
+
+Customer contact data is sealed here on the way in and opened here on the way out, with
+the keyring bound to the session (:func:`closeloop_alerts.pii.bind`); identities are
+stored and looked up as blind indexes. Callers only ever see clear values.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ from sqlalchemy import ColumnElement, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
+from closeloop_alerts import pii
 from closeloop_alerts.models import (
     Alert,
     AlertEvent,
     AlertIdentity,
     AlertItem,
+    CustomerIdentity,
     Delivery,
     DeliveryAttempt,
     Feedback,
@@ -70,9 +77,16 @@ def _chunks(rows: Sequence[Row]) -> Iterator[Sequence[Row]]:
 
 
 async def insert_feedback(session: AsyncSession, rows: Sequence[Row]) -> set[uuid.UUID]:
-    """Insert feedback rows that are not stored yet; returns the ids that were new."""
+    """Insert feedback rows that are not stored yet; returns the ids that were new.
+
+    ``customer`` arrives in clear and is stored sealed, with the blind indexes of its
+    identities in ``customer_identity``."""
+    keyring = pii.keyring_of(session)
+    sealed = [
+        {**row, "customer": pii.seal_customer(keyring, row["id"], row["customer"])} for row in rows
+    ]
     inserted: set[uuid.UUID] = set()
-    for chunk in _chunks(rows):
+    for chunk in _chunks(sealed):
         statement = (
             insert(Feedback)
             .values(list(chunk))
@@ -80,7 +94,23 @@ async def insert_feedback(session: AsyncSession, rows: Sequence[Row]) -> set[uui
             .returning(Feedback.id)
         )
         inserted.update((await session.scalars(statement)).all())
+    index_rows = [
+        {"identity": blind, "feedback_id": row["id"]}
+        for row in rows
+        if row["id"] in inserted
+        for blind in keyring.blind_all(pii.identities(row["customer"]))
+    ]
+    for chunk in _chunks(index_rows):
+        await session.execute(insert(CustomerIdentity).values(list(chunk)).on_conflict_do_nothing())
     return inserted
+
+
+def reveal(session: AsyncSession, feedback: Feedback) -> Feedback:
+    """Open the customer of a loaded row in place. The opened value is set as if loaded,
+    so a later flush of the session never writes it back in clear."""
+    opened = pii.open_customer(pii.keyring_of(session), feedback.id, feedback.customer)
+    set_committed_value(feedback, "customer", opened)
+    return feedback
 
 
 async def upsert_scores(session: AsyncSession, rows: Sequence[Row]) -> dict[ScoreKey, int]:
@@ -166,7 +196,10 @@ async def insert_deliveries(session: AsyncSession, rows: Sequence[Row]) -> None:
 
 
 async def insert_identities(session: AsyncSession, rows: Sequence[Row]) -> None:
-    for chunk in _chunks(rows):
+    """Rows of ``{"alert_id", "identity"}`` with clear identities, stored blinded."""
+    keyring = pii.keyring_of(session)
+    blinded = [{**row, "identity": keyring.blind(row["identity"])} for row in rows]
+    for chunk in _chunks(blinded):
         await session.execute(insert(AlertIdentity).values(list(chunk)).on_conflict_do_nothing())
 
 
@@ -197,12 +230,15 @@ async def feedback_with_alert(
 async def open_alerts_by_identity(
     session: AsyncSession, identities: Sequence[str], since: datetime
 ) -> dict[str, uuid.UUID]:
-    """For each identity, the newest unresolved item alert that heard from it since ``since``."""
+    """For each (clear) identity, the newest unresolved item alert that heard from it since
+    ``since``."""
+    keyring = pii.keyring_of(session)
+    clear_of = {keyring.blind(identity): identity for identity in identities}
     rows = await session.execute(
         select(AlertIdentity.identity, Alert.id)
         .join(Alert, Alert.id == AlertIdentity.alert_id)
         .where(
-            AlertIdentity.identity.in_(list(identities)),
+            AlertIdentity.identity.in_(list(clear_of)),
             Alert.status != "resolved",
             Alert.kind == "item",
             Alert.last_item_at >= since,
@@ -210,9 +246,19 @@ async def open_alerts_by_identity(
         .order_by(Alert.last_item_at)
     )
     found: dict[str, uuid.UUID] = {}
-    for identity, alert_id in rows:
-        found[identity] = alert_id  # ordered ascending: the newest wins
+    for blind, alert_id in rows:
+        found[clear_of[blind]] = alert_id  # ordered ascending: the newest wins
     return found
+
+
+async def lock_identities(session: AsyncSession, identities: Sequence[str]) -> None:
+    """Transaction-scoped advisory locks on customers (by blind index, so no clear value
+    reaches the server or its statement log), taken in a stable order."""
+    keyring = pii.keyring_of(session)
+    for blind in sorted(keyring.blind_all(identities)):
+        await session.execute(
+            select(func.pg_advisory_xact_lock(func.hashtextextended(f"merge:{blind}", 0)))
+        )
 
 
 async def join_alert(
@@ -340,6 +386,7 @@ async def get_alert_detail(session: AsyncSession, alert_id: uuid.UUID) -> AlertD
     if row is None:
         return None
     alert, feedback, score = row
+    reveal(session, feedback)
     deliveries = list(
         (
             await session.scalars(
@@ -365,7 +412,7 @@ async def get_alert_detail(session: AsyncSession, alert_id: uuid.UUID) -> AlertD
         ).all()
     )
     items = [
-        (item, joined)
+        (item, reveal(session, joined))
         for item, joined in (
             await session.execute(
                 select(AlertItem, Feedback)
@@ -391,6 +438,7 @@ async def get_feedback_detail(
     feedback = await session.get(Feedback, feedback_id)
     if feedback is None:
         return None
+    reveal(session, feedback)
     score = await session.scalar(
         select(SentimentScore)
         .where(SentimentScore.feedback_id == feedback_id)
@@ -470,7 +518,7 @@ async def claim_due_deliveries(
     if not claimed:
         return []
     contexts = {
-        alert.id: (alert, feedback, score)
+        alert.id: (alert, reveal(session, feedback), score)
         for alert, feedback, score in (
             await session.execute(
                 select(Alert, Feedback, SentimentScore)

@@ -285,6 +285,9 @@ class Owner(_Model):
     working_hours: WorkingHours | None = None
     # Who gets the alert when an SLA is breached or every notify target keeps failing.
     escalation_owner: Identifier | None = None
+    # Mask personal data (contact fields; e-mails, phones, card and ID numbers in the text)
+    # in notifications. Unset: chat tools and e-mail are masked, webhooks get everything.
+    redact_pii: bool | None = None
 
     @field_validator("timezone")
     @classmethod
@@ -306,6 +309,13 @@ class Owner(_Model):
         if duplicates:
             raise ValueError(f"notify target ids must be unique within an owner: {duplicates}")
         return self
+
+    def redacts_pii(self, target: AnyTarget) -> bool:
+        """Whether ``target`` gets masked notifications: people read chat tools and mail
+        (often in shared channels), while a webhook feeds a system that may need the contact."""
+        if self.redact_pii is not None:
+            return self.redact_pii
+        return target.type != "webhook"
 
     def targets(self) -> list[tuple[str, AnyTarget]]:
         """Targets with their stable key: the explicit ``id``, else ``<type>-<position>``."""

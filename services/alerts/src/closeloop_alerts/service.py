@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import repository
@@ -43,10 +43,10 @@ from closeloop_alerts.outbox import (
     customer_reply_row,
     lifecycle_row,
 )
+from closeloop_alerts.pii import identities as identities  # re-exported (moved to pii)
 from closeloop_alerts.routing import Owner, RouteDecision, Router, RoutingState, default_routing
 from closeloop_alerts.sla import deadlines
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus, CustomerReplyRequest
-from closeloop_shared.contracts.feedback import Customer
 from closeloop_shared.contracts.sentiment import ScoredFeedback
 from closeloop_shared.events import FeedbackScoredEvent
 from closeloop_shared.kafka.consumer import Received, TransientError
@@ -119,25 +119,6 @@ def score_row(item: ScoredFeedback) -> dict[str, Any]:
 
 
 PRIORITY_RANK = {p: rank for rank, p in enumerate(AlertPriority)}
-
-
-def identities(customer: Customer | dict[str, Any]) -> list[str]:
-    """Keys that identify a customer on every channel: id, email, phone, handle (normalised)."""
-    data = customer.model_dump() if isinstance(customer, Customer) else customer
-    found: list[str] = []
-    for kind in ("id", "email", "phone", "handle"):
-        value = data.get(kind)
-        if not isinstance(value, str) or not value.strip():
-            continue
-        value = value.strip().casefold()
-        if kind == "phone":
-            value = "".join(ch for ch in value if ch.isdigit() or ch == "+")
-            if len(value.lstrip("+")) < 6:
-                continue
-        elif kind == "handle":
-            value = value.lstrip("@")
-        found.append(f"{kind}:{value}"[:320])
-    return found
 
 
 def delivery_rows(
@@ -420,10 +401,7 @@ class AlertIntake:
         every = sorted({key for found in keys.values() for key in found})
         if not every:
             return planned, []
-        for key in every:
-            await session.execute(
-                select(func.pg_advisory_xact_lock(func.hashtextextended(f"merge:{key}", 0)))
-            )
+        await repository.lock_identities(session, every)
         handled = await repository.feedback_with_alert(session, [a.feedback_id for a in planned])
         open_by_identity = await repository.open_alerts_by_identity(session, every, now - window)
         remaining: list[_Planned] = []
@@ -664,6 +642,7 @@ class Lifecycle:
             if customer_reply is not None:
                 feedback = await session.get(Feedback, alert.feedback_id)
                 assert feedback is not None  # a foreign key holds it
+                repository.reveal(session, feedback)
                 reply = CustomerReplyRequest(
                     reply_id=uuid.uuid4(),
                     alert_id=alert.id,

@@ -22,6 +22,7 @@ import httpx
 import orjson
 
 from closeloop_cli.output import OperatorError
+from closeloop_cli.pii import customer_opener
 
 FEEDBACK_COLUMNS = (
     "id", "channel", "external_id", "touchpoint", "journey_stage", "language", "rating_type",
@@ -148,6 +149,7 @@ async def export(
     )
     if kind == "feedback" and include_customer:
         columns.append(CUSTOMER_COLUMN)
+        open_customer = customer_opener()  # before connecting: missing keys fail fast
     report = ExportReport()
     connection = await connect(url)
     try:
@@ -162,7 +164,7 @@ async def export(
             plain = {name: _plain(row.get(name)) for name in columns}
             customer = plain.get(CUSTOMER_COLUMN)
             if isinstance(customer, str):
-                plain[CUSTOMER_COLUMN] = orjson.loads(customer)
+                plain[CUSTOMER_COLUMN] = open_customer(row["id"], orjson.loads(customer))
             if writer is not None:
                 writer.writerow(
                     {

@@ -8,6 +8,8 @@ exactly as it would in a container, talking to the others over HTTP and Kafka.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
 import secrets
 import signal
@@ -25,6 +27,27 @@ from closeloop_shared.config import KafkaSettings
 from closeloop_shared.kafka.admin import ensure_topics
 
 SERVICES = ("ingest", "sentiment", "alerts", "gateway")
+PII_KEYS_FILE = "pii-keys.json"
+
+
+def pii_keys(state_dir: Path) -> dict[str, str]:
+    """The alerts service's PII keys of this state directory (``CLOSELOOP_ALERTS_PII_*``),
+    generated on first use and kept (0600) so a restart reads what it stored before.
+    Every checkout and test run has its own: there is no shared development key."""
+    path = state_dir / PII_KEYS_FILE
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        key_id = time.strftime("dev-%Y%m%d", time.gmtime())
+        generated = {
+            "CLOSELOOP_ALERTS_PII_KEYS": f"{key_id}:{base64.b64encode(os.urandom(32)).decode()}",
+            "CLOSELOOP_ALERTS_PII_ACTIVE_KEY": key_id,
+            "CLOSELOOP_ALERTS_PII_INDEX_KEY": base64.b64encode(os.urandom(32)).decode(),
+        }
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(generated, file, indent=2)
+    keys: dict[str, str] = json.loads(path.read_text())
+    return keys
 
 
 @dataclass
@@ -172,6 +195,7 @@ class Stack:
             "CLOSELOOP_INGEST_META_APP_SECRET": provider.meta_app_secret,
             "CLOSELOOP_INGEST_META_VERIFY_TOKEN": provider.meta_verify_token,
             **self.config.kafka_overrides,
+            **pii_keys(self.config.state_dir),
         }
         env.update(self.config.extra_env)
         return env
