@@ -28,9 +28,10 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock shared/pyproject.toml $(wildcard s
 install: $(VENV)/.synced ## Install uv and the locked workspace into .venv
 
 .PHONY: system-tools
-system-tools: ## Debian packages the tests use: Prometheus and promtool
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+system-tools: ## Debian packages the tests use: Prometheus and promtool, Chromium (console browser test) and a CJK font
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v chromium >/dev/null && \
+		fc-list :lang=zh | grep -q . || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus chromium fonts-wqy-microhei >/dev/null; }
 
 .PHONY: run
 run: install ## Start broker, PostgreSQL and all four services (Ctrl-C stops them)

@@ -334,3 +334,31 @@ async def test_console_is_not_in_the_api_document(console: httpx.AsyncClient) ->
     document = (await console.get("/openapi.json")).json()
     assert not [path for path in document["paths"] if path.startswith("/console")]
     assert (await console.get("/v1/alerts", headers=bearer(ADMIN_KEY))).status_code == 200
+
+
+async def test_dashboard_heat_map_when_the_alerts_service_groups_by_stage_and_touchpoint(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    await _sign_in(console)
+    alerts.kpis["journey_stage_touchpoint"] = [
+        a_kpi_group("purchase|checkout", 10, 9, 2),
+        a_kpi_group("usage|app", 4, 0, 0),
+    ]
+    try:
+        response = await console.get(
+            "/console/dashboard?from=2026-11-01&to=2026-11-07", headers=HTML
+        )
+    finally:
+        del alerts.kpis["journey_stage_touchpoint"]
+    assert response.status_code == 200
+    text = response.text
+    assert "journey stage and touchpoint" in text
+    # 90 % negative is a dark cell with white text; 0 % a near-white one with dark text.
+    assert 'fill="hsl(0 75% 47%)"' in text
+    assert 'fill="hsl(0 75% 97%)"' in text
+    assert (
+        'href="/console/inbox?from=2026-11-01&amp;to=2026-11-07&amp;status=all'
+        '&amp;journey_stage=purchase&amp;touchpoint=checkout"' in text
+    )
+    # A stage without data for a touchpoint is an empty cell, not a zero.
+    assert text.count('<svg class="cell"') == 2

@@ -92,6 +92,7 @@ def _print_banner(stack: Stack) -> None:
         f"""
 Closeloop is running.
 
+  Support console       {gateway}/console   (sign in with the admin key below)
   Public API (gateway)  {gateway}
   API docs              {gateway}/docs   (OpenAPI: {gateway}/openapi.json)
   Admin API key         {stack.config.admin_key}

@@ -100,6 +100,7 @@ class Console:
         self.templates.globals.update(
             asset=self.assets.url,
             duration=views.duration,
+            milliseconds=views.milliseconds,
             percent=views.percent,
             number=views.number,
             urlencode=urlencode,

@@ -211,7 +211,8 @@ def topic_terms(topics: Iterable[str]) -> list[str]:
     for topic in topics:
         words = topic.replace("_", " ").replace("-", " ").strip()
         terms.append(words)
-        terms.extend(w for w in words.split() if len(w) > 3)
+        # Short words ("to", "of") would light up half the text; "app", "bug" are fine.
+        terms.extend(w for w in words.split() if len(w) >= 3)
     return terms
 
 
@@ -346,6 +347,10 @@ def duration(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} d"
+
+
+def milliseconds(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{float(seconds) * 1000:.0f} ms"
 
 
 def percent(share: float | None) -> str:

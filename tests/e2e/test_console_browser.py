@@ -1,0 +1,229 @@
+"""The support console in Debian's Chromium against the whole running stack.
+
+Real processes, broker and PostgreSQL (``closeloop_devstack.stack``); a real browser
+(Playwright driving ``/usr/bin/chromium``, headless). A support lead signs in, watches a
+new alert arrive in the inbox after negative feedback is posted, acknowledges it with the
+keyboard, resolves it with a reply to the customer, and sees the dashboard change.
+Screenshots of the inbox, the alert and the dashboard (desktop, and a phone in Chinese)
+are saved under ``test-artifacts/console/``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from closeloop_devstack import infra
+from closeloop_devstack.stack import Ports, Stack, StackConfig
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
+# The browser waits this long for something the pipeline does (score, route, store).
+PIPELINE_WAIT_MS = 60_000
+COMPLAINT = "The app crashed at checkout twice and I was charged for both orders. Unacceptable."
+
+
+def _routing_file(path: Path, owner_port: int) -> Path:
+    path.write_text(
+        f"""owners:
+  - id: cx-team
+    name: Customer experience
+    notify:
+      - type: webhook
+        url: http://127.0.0.1:{owner_port}/owners/cx-team
+        secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+rules:
+  - id: app-negative
+    when: {{channel: app, sentiment: negative}}
+    owner: cx-team
+    priority: high
+default_owner: cx-team
+sla:
+  high: {{acknowledge: 30m, resolve: 4h}}
+root_causes: [app-defect, billing-error]
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+async def stack(
+    postgres_server_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
+    state = tmp_path_factory.mktemp("console-stack")
+    state.chmod(0o755)
+    ports = Ports.free()
+    config = StackConfig(
+        state_dir=state,
+        routing_file=_routing_file(state / "routing.yaml", ports.demo_owner),
+        ports=ports,
+        database_url=infra.with_database(postgres_server_url, f"closeloop_console_{ports.gateway}"),
+        # The inbox asks for new alerts every second in this test (5 s by default).
+        extra_env={"CLOSELOOP_CONSOLE_POLL_INTERVAL_S": "1"},
+    )
+    running = Stack(config)
+    try:
+        await running.start(timeout_s=120)
+        yield running
+    finally:
+        running.stop()
+        await infra.drop_database(running.database_url)
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    assert os.access(CHROMIUM, os.X_OK), (
+        "Debian's chromium is missing: make system-tools installs it"
+    )
+    async with async_playwright() as playwright:
+        # --no-sandbox: CI and this machine run the tests as root, where Chromium's
+        # sandbox refuses to start.
+        launched = await playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+async def _shoot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+async def _sign_in(page: Page, gateway: str, key: str, name: str) -> None:
+    await page.goto(gateway + "/console")
+    await expect(page).to_have_url(re.compile(r"/console/sign-in\?next="))
+    await page.get_by_label("API key").fill(key)
+    await page.get_by_label("Your name").fill(name)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Inbox", exact=True)).to_be_visible()
+    await expect(page.get_by_test_id("who")).to_have_text(name)
+
+
+async def _dashboard_figure(page: Page, gateway: str, test_id: str) -> str:
+    await page.goto(gateway + "/console/dashboard")
+    return (await page.get_by_test_id(test_id).inner_text()).strip()
+
+
+async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_change(
+    stack: Stack, browser: Browser
+) -> None:
+    gateway = stack.url("gateway")
+    key = stack.config.admin_key
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 860}, locale="en-US", color_scheme="light"
+    )
+    page = await context.new_page()
+    await _sign_in(page, gateway, key, "Alice")
+
+    assert await _dashboard_figure(page, gateway, "alerts-raised") == "0"
+    assert await _dashboard_figure(page, gateway, "mttr") == "—"
+
+    # The inbox is open and empty; negative feedback arrives through the public API.
+    await page.goto(gateway + "/console/inbox")
+    rows = page.locator("#alerts tbody tr[data-alert-id]")
+    await expect(rows).to_have_count(0)
+    async with httpx.AsyncClient(base_url=gateway, timeout=15) as client:
+        accepted = await client.post(
+            "/v1/feedback",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "channel": "app",
+                "external_id": "console-e2e-1",
+                "text": COMPLAINT,
+                "occurred_at": "2026-11-22T10:00:00Z",
+                "customer": {"id": "c-42", "name": "Dana Reyes", "email": "dana@example.com"},
+                "rating": {"type": "nps", "value": 1},
+                "touchpoint": "checkout",
+                "journey_stage": "purchase",
+            },
+        )
+    assert accepted.status_code == 202, accepted.text
+
+    # It appears without a reload (the page polls), marked as new and announced.
+    await expect(rows).to_have_count(1, timeout=PIPELINE_WAIT_MS)
+    await expect(rows.first).to_have_class(re.compile(r"\bfresh\b"))
+    await expect(page.locator("#live-status")).to_contain_text("1 new alerts")
+    await expect(rows.first.locator(".sla")).to_contain_text("Ack in")
+    await _shoot(page, "inbox-desktop")
+
+    # Keyboard: j selects the first row, Enter opens it.
+    await page.locator("body").press("j")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_test_id("feedback-text")).to_contain_text("crashed at checkout")
+    await expect(page.get_by_test_id("alert-status")).to_have_text("Open")
+
+    # "a" acknowledges.
+    await page.locator("body").press("a")
+    await expect(page.get_by_test_id("done")).to_have_text("Acknowledged.")
+    await expect(page.get_by_test_id("alert-status")).to_have_text("Acknowledged")
+
+    await page.get_by_label("What was done").fill(
+        "Refunded the second charge; fix shipped in 4.2.1."
+    )
+    await page.get_by_label("Root cause").fill("app-defect")
+    await page.get_by_label("Reply to the customer").fill(
+        "Sorry, Dana: we refunded the duplicate charge and fixed the crash."
+    )
+    await page.get_by_role("button", name="Resolve", exact=True).click()
+    await expect(page.get_by_test_id("done")).to_have_text("Resolved.")
+    await expect(page.get_by_test_id("alert-status")).to_have_text("Resolved")
+    await expect(page.get_by_test_id("customer-reply")).to_contain_text("refunded the duplicate")
+    history = page.get_by_test_id("history")
+    await expect(history).to_contain_text("Acknowledged · Alice (bootstrap-admin)")
+    await expect(history).to_contain_text("Resolved · Alice (bootstrap-admin)")
+    await _shoot(page, "alert-desktop")
+
+    # The dashboard now counts the alert, its resolution time and no open alerts.
+    assert await _dashboard_figure(page, gateway, "alerts-raised") == "1"
+    assert await _dashboard_figure(page, gateway, "mttr") != "—"
+    assert await _dashboard_figure(page, gateway, "open-alerts") == "0"
+    volume = page.locator('[data-kpi="volume"] .value a')
+    await expect(volume).to_have_text("1")
+    # Every number links to the items behind it: the alert count opens the inbox with them.
+    await page.get_by_test_id("by-channel").locator("tr[data-key='app'] .alerts-count a").click()
+    await expect(page).to_have_url(re.compile(r"/console/inbox\?.*channel=app"))
+    await expect(rows).to_have_count(1)
+    await page.goto(gateway + "/console/dashboard")
+    await _shoot(page, "dashboard-desktop")
+
+    # A phone, in Chinese (the browser's language picks it).
+    phone = await browser.new_context(
+        viewport={"width": 390, "height": 844},
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="zh-CN",
+        storage_state=await context.storage_state(),
+    )
+    mobile = await phone.new_page()
+    await mobile.goto(gateway + "/console/inbox?status=all")
+    await expect(mobile.get_by_role("heading", name="工单箱")).to_be_visible()
+    await expect(mobile.locator("#alerts tbody tr[data-alert-id]")).to_have_count(1)
+    await _shoot(mobile, "inbox-phone-zh")
+    await mobile.locator("#alerts a.open").first.click()
+    await expect(mobile.get_by_test_id("alert-status")).to_have_text("已解决")
+    await _shoot(mobile, "alert-phone-zh")
+    await phone.close()
+
+    # Signing out ends the session: the inbox asks for a key again.
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(re.compile(r"/console/sign-in"))
+    await page.goto(gateway + "/console/inbox")
+    await expect(page).to_have_url(re.compile(r"/console/sign-in\?next="))
+    await context.close()
+
+    for name in ("inbox-desktop", "alert-desktop", "dashboard-desktop", "inbox-phone-zh"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000

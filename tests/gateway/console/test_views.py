@@ -1,0 +1,159 @@
+"""The console's pure parts: SLA states, filters, highlighting, ranges, languages, sessions."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from closeloop_gateway.console import views
+from closeloop_gateway.console.i18n import EN, ZH, Translator, negotiate
+from closeloop_gateway.console.session import SessionCodec
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def _alert(
+    status: str, created_min_ago: float, due_in_min: float | None, **sla: Any
+) -> dict[str, Any]:
+    clock = "acknowledge" if status == "open" else "resolve"
+    due = None if due_in_min is None else (NOW + timedelta(minutes=due_in_min)).isoformat()
+    return {
+        "status": status,
+        "created_at": (NOW - timedelta(minutes=created_min_ago)).isoformat(),
+        "sla": {
+            "acknowledge_due_at": None,
+            "resolve_due_at": None,
+            "acknowledge_breached_at": None,
+            "resolve_breached_at": None,
+            f"{clock}_due_at": due,
+            **sla,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("alert", "state", "clock"),
+    [
+        # 30-minute window, 20 left: fine; 5 left (under a quarter): at risk; past due: breached.
+        (_alert("open", 10, 20), "ok", "acknowledge"),
+        (_alert("open", 25, 5), "at_risk", "acknowledge"),
+        (_alert("open", 31, -1), "breached", "acknowledge"),
+        (_alert("acknowledged", 60, 180), "ok", "resolve"),
+        (
+            _alert("acknowledged", 60, 180, acknowledge_breached_at=NOW.isoformat()),
+            "breached",
+            "resolve",
+        ),
+        (_alert("open", 5, None), "none", None),
+        (_alert("resolved", 5, 10), "met", None),
+        (_alert("resolved", 5, 10, resolve_breached_at=NOW.isoformat()), "breached", None),
+    ],
+)
+def test_sla_state(alert: dict[str, Any], state: str, clock: str | None) -> None:
+    view = views.sla_of(alert, NOW)
+    assert (view.state, view.clock) == (state, clock)
+
+
+def test_filters_parse_and_refuse() -> None:
+    filters = views.parse_filters({"status": "open", "channel": "email", "from": "2026-11-01"})
+    assert filters.upstream_query() == {"status": "open", "priority": None, "owner": None}
+    assert filters.query() == {"status": "open", "channel": "email", "from": "2026-11-01"}
+    assert views.parse_filters({}).status == "unresolved"
+    assert views.parse_filters({"status": "unresolved"}).upstream_query()["status"] is None
+    for bad in ({"channel": "fax"}, {"owner": "-x"}, {"from": "2026-13-01"}, {"topic": "a\x00"}):
+        with pytest.raises(views.FilterError):
+            views.parse_filters(bad)
+
+
+def test_console_side_filters() -> None:
+    alert = _alert("resolved", 5, 10) | {"channel": "email"}
+    assert not views.keep(alert, views.InboxFilters(), NOW)  # unresolved by default
+    assert views.keep(alert, views.InboxFilters(status="all", channel="email"), NOW)
+    assert not views.keep(alert, views.InboxFilters(status="all", channel="app"), NOW)
+    assert not views.keep(alert, views.InboxFilters(status="all", since=date(2026, 11, 23)), NOW)
+    detail = {
+        "feedback": {"touchpoint": None, "journey_stage": "usage"},
+        "sentiment": {"topics": []},
+    }
+    assert views.keep_detail(detail, views.InboxFilters(touchpoint="(none)", topic="(none)"))
+    assert not views.keep_detail(detail, views.InboxFilters(journey_stage="purchase"))
+
+
+def test_highlight_escapes_then_marks() -> None:
+    marked = views.highlight("<script>x</script> Billing & WAIT time", ["billing", "wait time"])
+    assert str(marked) == (
+        "&lt;script&gt;x&lt;/script&gt; <mark>Billing</mark> &amp; <mark>WAIT time</mark>"
+    )
+    assert views.topic_terms(["wait_time", "app_bug"]) == [
+        "wait time",
+        "wait",
+        "time",
+        "app bug",
+        "app",
+        "bug",
+    ]
+    assert str(views.highlight("a & b", [])) == "a &amp; b"
+
+
+def test_range_buckets_cover_every_day_once() -> None:
+    week = views.Range(date(2026, 11, 16), date(2026, 11, 22))
+    assert [(b.start.day, b.end.day) for b in week.buckets()] == [(d, d) for d in range(16, 23)]
+    quarter = views.Range(date(2026, 8, 25), date(2026, 11, 22))
+    buckets = quarter.buckets()
+    assert len(buckets) <= views.TREND_BUCKETS
+    assert sum(b.days for b in buckets) == quarter.days
+    assert buckets[0].start == quarter.start
+    assert buckets[-1].end == quarter.end
+    assert week.bounds() == ("2026-11-16T00:00:00+00:00", "2026-11-23T00:00:00+00:00")
+    with pytest.raises(views.FilterError):
+        views.parse_range({"from": "2026-01-01", "to": "2026-11-22"}, date(2026, 11, 22))
+
+
+def test_trend_bars_scale_to_the_tallest() -> None:
+    day = views.Range(date(2026, 11, 22), date(2026, 11, 22))
+    bars = views.trend_bars(
+        [(day, {"negative": 2, "neutral": 0, "positive": 2}), (day, {"negative": 1})]
+    )
+    tall, short = bars
+    assert tall.total == 4
+    assert short.total == 1
+    full = views.CHART_HEIGHT - views.CHART_TOP
+    assert sum(segment[2] for segment in tall.segments) == pytest.approx(full)
+    assert sum(segment[2] for segment in short.segments) == pytest.approx(full / 4)
+
+
+def test_rising_topics() -> None:
+    def group(key: str, negative: int) -> dict[str, Any]:
+        return {"key": key, "sentiment": {"negative": negative}}
+
+    rows = views.rising_topics(
+        [group("billing", 5), group("wait", 2), group("ui", 1), group("(none)", 9)],
+        [group("billing", 1), group("wait", 2)],
+    )
+    assert rows == [
+        {"topic": "billing", "now": 5, "before": 1},
+        {"topic": "ui", "now": 1, "before": 0},
+    ]
+
+
+def test_languages() -> None:
+    assert set(EN) == set(ZH)
+    assert negotiate("zh-CN,zh;q=0.9,en;q=0.8") == "zh"
+    assert negotiate("en-GB,zh;q=0.5") == "en"
+    assert negotiate("fr-FR, zh-TW;q=0.7, en;q=0.6") == "zh"
+    assert negotiate("zh;q=0, de") == "en"
+    assert negotiate(None) == "en"
+    assert Translator("zh")("last_days", days=7) == "最近 7 天"
+    assert Translator("en")("missing_key", default="fallback") == "fallback"
+
+
+def test_session_cookie_round_trip_and_tamper() -> None:
+    codec = SessionCodec("s" * 32, max_age_s=60)
+    session = codec.new("ab" * 32, "Alice")
+    assert codec.loads(codec.dumps(session)) == session
+    other = SessionCodec("t" * 32, max_age_s=60)
+    assert other.loads(codec.dumps(session)) is None
+    assert codec.loads(codec.dumps(session)[:-2] + "xx") is None
+    assert codec.loads(None) is None
