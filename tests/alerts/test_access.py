@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from closeloop_alerts import routes
 from closeloop_alerts.access import UNRESTRICTED, Access, Role, caller_access
 from closeloop_alerts.models import Alert
+from closeloop_alerts.outbound import Allowlist
 from closeloop_alerts.owners import OwnerStore
 from closeloop_alerts.routing import Router, RoutingState, parse_routing
 from closeloop_alerts.service import AlertIntake, Lifecycle
@@ -105,6 +106,7 @@ async def api(sessionmaker: Sessions, state: RoutingState) -> AsyncIterator[http
         wake_outbox=lambda: None,
         lifecycle=Lifecycle(sessionmaker, state),
         owners=OwnerStore(sessionmaker, state, None),
+        outbound_allowlist=Allowlist.parse(()),
     )
     install_observability(app, service="alerts-access-test", readiness={})
     async with httpx.AsyncClient(
@@ -241,6 +243,14 @@ async def test_owners_changes_are_admin_only_and_kpis_are_the_teams(
         assert (await api.delete("/v1/owners/new-team", headers=headers)).status_code == 403
     assert (await api.put("/v1/owners/new-team", json=owner, headers=ADMIN)).status_code == 201
     assert (await api.delete("/v1/owners/new-team", headers=ADMIN)).status_code == 204
+    # The same SSRF guard as deliveries, at the door: no target inside the network.
+    for url in ("http://169.254.169.254/latest/", "http://2130706433/", "http://[::1]/"):
+        unsafe = {"notify": [{"type": "slack", "url": url}]}
+        refused = await api.put("/v1/owners/new-team", json=unsafe, headers=ADMIN)
+        assert refused.status_code == 422, url
+        problems = refused.json()["error"]["problems"]
+        assert problems[0]["target"] == "slack-1", problems
+        assert "non-public" in problems[0]["detail"]
     # Reading owners is fine for everyone with alerts:read (it names no credentials).
     assert (await api.get("/v1/owners", headers=AGENT)).status_code == 200
 

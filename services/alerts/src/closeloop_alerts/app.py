@@ -23,6 +23,7 @@ from closeloop_alerts.metrics import (
     TARGETS_UNHEALTHY,
 )
 from closeloop_alerts.notifiers import SmtpSettings
+from closeloop_alerts.outbound import Allowlist
 from closeloop_alerts.outbox import OutboxRelay
 from closeloop_alerts.owners import OwnerStore
 from closeloop_alerts.rescores import RescoreIntake, decode_rescore
@@ -315,6 +316,7 @@ def create_app(
                 wake_outbox=relay.wake,
                 lifecycle=lifecycle,
                 owners=owners,
+                outbound_allowlist=Allowlist.parse(settings.outbound_allowlist),
             )
             log.info("alerts_started", owners=len(routing.router.config.owners))
             yield

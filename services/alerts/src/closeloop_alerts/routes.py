@@ -29,6 +29,7 @@ from closeloop_alerts.access import (
     may_act_on,
 )
 from closeloop_alerts.models import OwnerRecord, TargetHealth
+from closeloop_alerts.outbound import Allowlist, BlockedURL, UnresolvableHost, check_url
 from closeloop_alerts.owners import OwnerConflict, OwnerStore
 from closeloop_alerts.routing import EmailTarget, Owner, Router, format_errors
 from closeloop_alerts.schemas import (
@@ -77,6 +78,9 @@ class ApiContext:
     wake_outbox: Callable[[], None]
     lifecycle: service.Lifecycle
     owners: OwnerStore
+    # When set, the owners API refuses notify URLs the SSRF guard would block at delivery
+    # (deliveries check them again each time: DNS answers change).
+    outbound_allowlist: Allowlist | None = None
 
 
 def _context(request: Request) -> ApiContext:
@@ -420,6 +424,15 @@ async def put_owner(
             "The owner is not valid.",
             problems=format_errors(error),
         )
+    if context.outbound_allowlist is not None:
+        blocked = await _blocked_targets(owner, context.outbound_allowlist)
+        if blocked:
+            return problem(
+                422,
+                "invalid_owner",
+                "A notify target's URL points where deliveries may not go.",
+                problems=blocked,
+            )
     try:
         created = await context.owners.put(owner)
     except OwnerConflict as error:
@@ -427,6 +440,22 @@ async def put_owner(
     records = await context.owners.records()
     answer = _owner_out(owner, records.get(owner_id), await _health(context))
     return JSONResponse(answer.model_dump(mode="json"), status_code=201 if created else 200)
+
+
+async def _blocked_targets(owner: Owner, allowlist: Allowlist) -> list[dict[str, str]]:
+    """The targets whose URL the SSRF guard refuses (a name that does not resolve yet is
+    let through: it is checked again at every delivery)."""
+    blocked = []
+    for key, target in owner.targets():
+        if isinstance(target, EmailTarget):
+            continue
+        try:
+            await check_url(str(target.url), allowlist)
+        except UnresolvableHost:
+            continue
+        except BlockedURL as error:
+            blocked.append({"target": key, "detail": str(error)})
+    return blocked
 
 
 @admin.delete(
