@@ -23,6 +23,7 @@ from closeloop_shared.config import KafkaSettings
 
 T = TypeVar("T")
 SCOPES = ("feedback:write", "alerts:read", "alerts:write", "admin")
+ROLES = ("channel", "agent", "lead", "admin")
 
 
 @dataclass
@@ -117,13 +118,16 @@ def keys_group() -> None:
 
 def _key_rows(items: list[dict[str, Any]]) -> list[tuple[object, ...]]:
     return [
-        (k["id"], k["name"], k["prefix"], ",".join(k["scopes"]), k["created_at"][:19],
+        (k["id"], k["name"], k["prefix"], k.get("role") or "", k.get("team") or "",
+         ",".join(k["scopes"]), k["created_at"][:19],
          (k.get("revoked_at") or "")[:19], (k.get("last_used_at") or "")[:19])
         for k in items
     ]  # fmt: skip
 
 
-KEY_COLUMNS = ("id", "name", "prefix", "scopes", "created", "revoked", "last used")
+KEY_COLUMNS = (
+    "id", "name", "prefix", "role", "team", "scopes", "created", "revoked", "last used"
+)  # fmt: skip
 
 
 @keys_group.command("list")
@@ -146,8 +150,10 @@ def keys_list(obj: Context, active: bool, as_json: bool) -> None:
 
 def _show_secret(created: dict[str, Any]) -> None:
     console.print(f"[bold]{created['key']}[/]")
+    team = f", team {created['team']}" if created.get("team") else ""
     errors.print(
-        f"key [bold]{created['name']}[/] ({created['id']}, scopes {','.join(created['scopes'])}) "
+        f"key [bold]{created['name']}[/] ({created['id']}, role {created.get('role')}{team}, "
+        f"scopes {','.join(created['scopes'])}) "
         "created: the secret above is shown [bold]once[/]; store it now."
     )
 
@@ -155,21 +161,31 @@ def _show_secret(created: dict[str, Any]) -> None:
 @keys_group.command("create")
 @click.argument("name")
 @click.option(
+    "-r",
+    "--role",
+    type=click.Choice(ROLES),
+    help="channel (feedback only), agent and lead (one team's alerts), admin.",
+)
+@click.option("-t", "--team", help="The team (an owner id, e.g. hotline-team) of an agent or lead.")
+@click.option(
     "-s",
     "--scope",
     "scopes",
     multiple=True,
-    required=True,
     type=click.Choice(SCOPES),
-    help="Repeat for several scopes.",
+    help="Narrow the role's scopes; repeat for several (default: all the role allows).",
 )
 @pass_context
-def keys_create(obj: Context, name: str, scopes: tuple[str, ...]) -> None:
+def keys_create(
+    obj: Context, name: str, role: str | None, team: str | None, scopes: tuple[str, ...]
+) -> None:
     """Create a key NAME; prints its secret once (stdout), the rest on stderr."""
+    if role is None and not scopes:
+        raise OperatorError("give --role (and --team for an agent or lead) or --scope")
 
     async def go() -> dict[str, Any]:
         async with obj.gateway() as client:
-            return await keys.create_key(client, name, list(scopes))
+            return await keys.create_key(client, name, list(scopes), role=role, team=team)
 
     _show_secret(run(go()))
 
@@ -180,7 +196,7 @@ def keys_create(obj: Context, name: str, scopes: tuple[str, ...]) -> None:
 @click.option("--name", help="Name of the new key (default: the old key's name).")
 @pass_context
 def keys_rotate(obj: Context, key_id: str, keep_old: bool, name: str | None) -> None:
-    """Replace KEY_ID by a new key with the same name and scopes, then revoke it."""
+    """Replace KEY_ID by a new key with the same name, role, team and scopes, then revoke it."""
 
     async def go() -> keys.Rotation:
         async with obj.gateway() as client:

@@ -1,7 +1,9 @@
 """API keys through the gateway's admin API (``/v1/admin/api-keys``).
 
-Rotation is done here, client-side: create a key with the same name and scopes, show its
-secret once, then revoke the old one (``--keep-old`` leaves both valid while clients move).
+Rotation is the gateway's (``POST /v1/admin/api-keys/{id}/rotate``): a new key with the
+same name, role, team and scopes, and the old one revoked in the same transaction
+(``--keep-old`` leaves both valid while clients move). A rotation with a new name is a
+create with the old key's role, team and scopes followed by a revoke.
 """
 
 from __future__ import annotations
@@ -47,8 +49,22 @@ async def list_keys(
     return [k for k in items if include_revoked or k.get("revoked_at") is None]
 
 
-async def create_key(client: httpx.AsyncClient, name: str, scopes: list[str]) -> dict[str, Any]:
-    response = await client.post(PATH, json={"name": name, "scopes": scopes})
+async def create_key(
+    client: httpx.AsyncClient,
+    name: str,
+    scopes: list[str],
+    *,
+    role: str | None = None,
+    team: str | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"name": name}
+    if scopes:
+        body["scopes"] = scopes
+    if role is not None:
+        body["role"] = role
+    if team is not None:
+        body["team"] = team
+    response = await client.post(PATH, json=body)
     _check(response, f"creating key {name!r}")
     created: dict[str, Any] = response.json()
     return created
@@ -73,7 +89,16 @@ async def rotate_key(
         )
     if old.get("revoked_at") is not None:
         raise OperatorError(f"key {key_id} is already revoked; create a new one instead")
-    new = await create_key(client, name or old["name"], list(old["scopes"]))
+    if name is None or name == old["name"]:
+        response = await client.post(
+            f"{PATH}/{key_id}/rotate", params={"keep_old": "true" if keep_old else "false"}
+        )
+        _check(response, f"rotating key {key_id}")
+        rotated: dict[str, Any] = response.json()
+        return Rotation(old=old, new=rotated, old_revoked=rotated["replaced_revoked"])
+    new = await create_key(
+        client, name, list(old["scopes"]), role=old.get("role"), team=old.get("team")
+    )
     if not keep_old:
         await revoke_key(client, key_id)
     return Rotation(old=old, new=new, old_revoked=not keep_old)
