@@ -13,8 +13,9 @@ from click.testing import CliRunner
 from closeloop_cli import keys
 from closeloop_cli.app import cli
 
-OLD = {
-    "id": "7d6f0c2e-1111-4222-8333-944445555666",
+OLD_ID = "7d6f0c2e-1111-4222-8333-944445555666"
+OLD: dict[str, Any] = {
+    "id": OLD_ID,
     "name": "ann",
     "prefix": "clk_abcdefgh",
     "role": "agent",
@@ -62,7 +63,7 @@ async def test_create_sends_role_team_and_only_the_scopes_asked_for() -> None:
 async def test_rotation_uses_the_gateways_endpoint_and_keeps_the_role() -> None:
     api = FakeAdminApi()
     async with _client(api) as client:
-        rotation = await keys.rotate_key(client, OLD["id"], keep_old=True)
+        rotation = await keys.rotate_key(client, OLD_ID, keep_old=True)
     assert rotation.new["key"] == "clk_new"
     assert rotation.old_revoked is False
     method, url, _ = api.requests[-1]
@@ -70,7 +71,7 @@ async def test_rotation_uses_the_gateways_endpoint_and_keeps_the_role() -> None:
 
     api = FakeAdminApi()
     async with _client(api) as client:
-        renamed = await keys.rotate_key(client, OLD["id"], name="ann-2")
+        renamed = await keys.rotate_key(client, OLD_ID, name="ann-2")
     # A new name is a create with the old role, team and scopes, then a revoke.
     created = next(body for method, _, body in api.requests if method == "POST")
     assert created == {
