@@ -7,11 +7,15 @@ import asyncio
 import csv
 import io
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,9 +23,14 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+import uvicorn
 
 from closeloop_devstack.stack import Stack, pii_keys
+from closeloop_sentiment.app import create_app as create_sentiment_app
+from closeloop_sentiment.config import SentimentSettings
+from closeloop_sentiment.scoring import ScoringInput
 from closeloop_shared.contracts.feedback import FeedbackIn, identify
+from closeloop_shared.contracts.sentiment import Sentiment, SentimentLabel
 from closeloop_shared.events import FeedbackReceivedEvent, Topic, dead_letter_topic, encode
 from closeloop_shared.kafka.producer import EventProducer, OutgoingMessage
 
@@ -179,7 +188,11 @@ def test_lag_per_group_and_partition_drains_to_zero(ops_stack: Stack) -> None:
 
     def drained() -> bool:
         rows = orjson.loads(ok(closeloop(ops_stack, "lag", "--json")))
-        assert {r["group"] for r in rows} == {"closeloop-sentiment", "closeloop-alerts"}
+        assert {r["group"] for r in rows} == {
+            "closeloop-sentiment",
+            "closeloop-alerts",
+            "closeloop-alerts-rescores",
+        }
         assert all(r["end"] >= 0 for r in rows)
         return sum(r["lag"] for r in rows) == 0 and any(r["end"] > 0 for r in rows)
 
@@ -267,6 +280,35 @@ def test_dead_letters_are_shown_and_a_filtered_replay_closes_the_loop(ops_stack:
     assert "nothing to replay" in nothing
 
 
+def test_dlq_list_counts_the_letters_by_reading_them(ops_stack: Stack) -> None:
+    # Nothing else writes to the re-score consumer's dead-letter topic in this stack.
+    topic = dead_letter_topic(Topic.SENTIMENT_RESCORED, "closeloop-alerts-rescores")
+
+    async def produce(count: int) -> None:
+        producer = EventProducer(ops_stack.kafka_settings(), client_id="ops-test")
+        await producer.start()
+        try:
+            # Batched produces: the case where Tansu's end offsets are not a count.
+            await producer.send_many(
+                [OutgoingMessage(topic, b"junk", key=f"k{n}".encode()) for n in range(count)]
+            )
+        finally:
+            await producer.stop()
+
+    def counted() -> int:
+        listed = ok(closeloop(ops_stack, "dlq", "list"))
+        found = re.search(rf"{re.escape(topic)}\s*│\s*(\d+)", listed)
+        assert found is not None, listed
+        return int(found.group(1))
+
+    before = counted()
+    asyncio.run(produce(7))
+    asyncio.run(produce(5))
+    assert counted() == before + 12
+    shown = ok(closeloop(ops_stack, "dlq", "show", topic, "--limit", "0"))
+    assert f"{before + 12} matching" in " ".join(shown.split())  # the title may wrap
+
+
 def test_replaying_an_unknown_topic_names_the_problem(ops_stack: Stack) -> None:
     result = closeloop(ops_stack, "dlq", "replay", "closeloop.nope.dlq", "--yes")
     assert result.returncode == 1
@@ -305,24 +347,195 @@ def test_export_feedback_and_alerts_as_json_lines_and_csv(ops_stack: Stack, tmp_
     assert "exported 0 alerts" in ok(empty) + empty.stderr
 
 
-def test_rescore_reports_label_changes_and_refuses_another_model_version(
-    ops_stack: Stack, tmp_path: Path
-) -> None:
-    _post_and_wait(ops_stack, _feedback("Love the new checkout, so fast and easy!"))
-    flips = tmp_path / "flips.jsonl"
-    result = closeloop(ops_stack, "rescore", "--since", "1h", "--flips", str(flips))
-    output = ok(result)
-    assert "re-scored with closeloop-lexicon" in output
-    assert "labels would change" in output
-    assert flips.exists()
+NEW_VERSION = "9.9.9-ops-test"
 
-    wrong = closeloop(ops_stack, "rescore", "--since", "1h", "--model-version", "0.0.0-nope")
+
+class CraftedScorer:
+    """A "new model version" whose answer the test knows: the label named by a marker in the
+    text (``[new:positive]``), neutral without one."""
+
+    model_name = "closeloop-lexicon"
+    model_version = NEW_VERSION
+
+    def score_batch(self, items: Sequence[ScoringInput]) -> list[Sentiment]:
+        results = []
+        for item in items:
+            found = re.search(r"\[new:(\w+)\]", item.text)
+            label = SentimentLabel(found.group(1)) if found else SentimentLabel.NEUTRAL
+            results.append(
+                Sentiment(
+                    label=label,
+                    score={"negative": -0.8, "neutral": 0.0, "positive": 0.8}[label.value],
+                    confidence=0.9,
+                    language="en",
+                    model=self.model_name,
+                    model_version=self.model_version,
+                    scored_at=datetime.now(UTC),
+                    topics=["crafted"],
+                )
+            )
+        return results
+
+
+@pytest.fixture(scope="module")
+def new_model() -> Iterator[str]:
+    """A score-only sentiment deployment of the new version (it joins no consumer group)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_sentiment_app(
+        SentimentSettings(environment="test", consume_enabled=False),
+        load_scorer=CraftedScorer,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="new-model", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    _until(ready, "the new model's deployment ready")
+    yield url
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+# (channel, text, the new model's label): texts whose live (lexicon) label is unambiguous.
+CRAFTED = [
+    ("app", "The app keeps crashing at checkout, terrible, I want a refund", "positive"),
+    ("app", "Love the new app, fast and easy, great job", "negative"),
+    ("app", "The app crashed again and charged me twice, awful", "negative"),
+    ("email", "I was charged twice and nobody answers, furious", "positive"),
+    ("email", "Thank you so much, the refund arrived quickly, wonderful", "positive"),
+    ("social", "Worst delivery ever, the parcel never arrived, angry", "neutral"),
+    ("social", "Great service, the delivery was early, thanks", "negative"),
+]
+
+
+def _score_history(stack: Stack, feedback_id: str) -> dict[str, Any]:
+    response = httpx.get(f"{stack.url('alerts')}/v1/feedback/{feedback_id}/scores", timeout=10)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _alert_ids(stack: Stack) -> set[str]:
+    response = httpx.get(
+        f"{stack.url('gateway')}/v1/alerts",
+        params={"limit": 200},
+        headers={"Authorization": f"Bearer {stack.config.admin_key}"},
+        timeout=10,
+    )
+    return {alert["id"] for alert in response.json()["items"]}
+
+
+def _rescores_drained(stack: Stack) -> bool:
+    rows = orjson.loads(
+        ok(closeloop(stack, "lag", "--json", "--group", "closeloop-alerts-rescores"))
+    )
+    return sum(r["lag"] for r in rows) == 0 and any(r["end"] > 0 for r in rows)
+
+
+def _flip_set(path: Path) -> set[tuple[str, str, str, str, tuple[str, ...]]]:
+    return {
+        (f["feedback_id"], f["channel"], f["old_label"], f["new_label"], tuple(f["topics"]))
+        for f in map(orjson.loads, path.read_text().splitlines())
+    }
+
+
+def test_rescore_applies_a_new_model_version_beside_the_live_scores(
+    ops_stack: Stack, new_model: str, tmp_path: Path
+) -> None:
+    since = datetime.now(UTC).isoformat()
+    posted = [
+        (_post_and_wait(ops_stack, _feedback(f"{text} [new:{label}]", channel)), channel, label)
+        for channel, text, label in CRAFTED
+    ]
+    until = datetime.now(UTC).isoformat()
+    live: dict[str, dict[str, Any]] = {}
+    for fid, _, _ in posted:
+        stored_item = _stored(ops_stack, fid)
+        assert stored_item is not None
+        live[fid] = stored_item
+    # What the report must say, from the live labels and topics the pipeline stored.
+    expected: set[tuple[str, str, str, str, tuple[str, ...]]] = set()
+    by_channel: Counter[str] = Counter()
+    by_topic: Counter[str] = Counter()
+    for fid, channel, label in posted:
+        sentiment = live[fid]["sentiment"]
+        if sentiment["label"] != label:
+            expected.add((fid, channel, sentiment["label"], label, tuple(sentiment["topics"])))
+            by_channel[channel] += 1
+            for topic in sentiment["topics"] or ["(no topic)"]:
+                by_topic[topic] += 1
+    assert len(expected) >= 4, live  # the crafted set flips something on every channel
+    alerts_before = _alert_ids(ops_stack)
+    window = ("--since", since, "--until", until)
+
+    def with_new_model(*args: str) -> subprocess.CompletedProcess[str]:
+        return closeloop(ops_stack, *args, env={"CLOSELOOP_SENTIMENT_URL": new_model})
+
+    preview = tmp_path / "preview.jsonl"
+    report = ok(with_new_model("rescore", *window, "--flips", str(preview)))
+    assert f"{len(expected)} of {len(posted)} labels would change" in report
+    assert "nothing stored" in report
+    assert _flip_set(preview) == expected
+    for channel, flips in by_channel.items():
+        assert re.search(rf"{channel}\s*│\s*\d+\s*│\s*{flips}\s*│", report), report
+    for topic, flips in by_topic.items():
+        assert re.search(rf"{re.escape(topic)}\s*│\s*\d+\s*│\s*{flips}\s*│", report), report
+
+    refused = with_new_model("rescore", *window, "--apply")
+    assert refused.returncode == 1
+    assert "--apply needs --model-version" in refused.stderr
+    wrong = with_new_model("rescore", *window, "--model-version", "0.0.0-nope")
     assert wrong.returncode == 1
     assert "not 0.0.0-nope" in wrong.stderr
 
-    bad_time = closeloop(ops_stack, "rescore", "--since", "yesterday-ish")
+    applied = ok(with_new_model("rescore", *window, "--model-version", NEW_VERSION, "--apply"))
+    assert f"published {len(posted)} scores of {NEW_VERSION}" in applied
+    _until(
+        lambda: all(len(_score_history(ops_stack, fid)["scores"]) == 2 for fid, _, _ in posted),
+        "every re-score stored beside the live score",
+    )
+    for fid, _, label in posted:
+        history = _score_history(ops_stack, fid)
+        assert history["live"]["model_version"] == live[fid]["sentiment"]["model_version"]
+        assert [(s["model_version"], s["live"]) for s in history["scores"]][1] == (
+            NEW_VERSION,
+            False,
+        )
+        assert history["scores"][1]["label"] == label
+        # The live score is what the feedback API still shows; nothing else changed.
+        assert _stored(ops_stack, fid) == live[fid]
+    assert _alert_ids(ops_stack) == alerts_before
+
+    stored = tmp_path / "stored.jsonl"
+    flips_report = ok(
+        with_new_model("rescore-flips", "--model-version", NEW_VERSION,
+                  "--since", since, "--until", until, "--flips", str(stored))
+    )  # fmt: skip
+    assert f"{len(expected)} of {len(posted)} labels changed" in flips_report
+    assert _flip_set(stored) == expected
+
+    # Running it again publishes the same events; the alerts service stores nothing twice.
+    ok(with_new_model("rescore", *window, "--model-version", NEW_VERSION, "--apply"))
+    _until(lambda: _rescores_drained(ops_stack), "the second run consumed")
+    assert all(len(_score_history(ops_stack, fid)["scores"]) == 2 for fid, _, _ in posted)
+    assert _alert_ids(ops_stack) == alerts_before
+
+    bad_time = with_new_model("rescore", "--since", "yesterday-ish")
     assert bad_time.returncode == 1
     assert "is not a time" in bad_time.stderr
+    neither = with_new_model("rescore")
+    assert neither.returncode == 1
+    assert "--since" in neither.stderr
 
 
 # -- routing --------------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
-from closeloop_cli.data import asyncpg_dsn, parse_time, score_request
+from closeloop_cli.data import NO_TOPIC, RescoreReport, asyncpg_dsn, parse_time, score_request
 from closeloop_cli.kafka_ops import DeadLetter, DeadLetterFilter, PartitionLag
 from closeloop_cli.output import OperatorError
 
@@ -76,17 +78,55 @@ def test_lag_counts_from_the_start_when_nothing_was_committed() -> None:
     assert PartitionLag("g", "t", 0, 12, 12).lag == 0
 
 
-def test_score_request_carries_subject_text_rating_and_language() -> None:
+def test_score_request_carries_what_the_stream_scored() -> None:
     body = score_request(
-        {"subject": "Refund", "text": "still waiting", "rating_type": "stars",
-         "rating_value": 2.0, "language": "en"}
+        {"channel": "hotline", "subject": "Refund", "text": "still waiting",
+         "rating_type": "stars", "rating_value": 2.0, "language": "en",
+         "attributes": '{"transcript": [{"role": "customer", "text": "still waiting"}]}'}
     )  # fmt: skip
     assert body == {
-        "text": "Refund\nstill waiting",
+        "text": "still waiting",
+        "channel": "hotline",
+        "subject": "Refund",
         "rating": {"type": "stars", "value": 2},
         "language": "en",
+        "attributes": {"transcript": [{"role": "customer", "text": "still waiting"}]},
     }
-    assert score_request({"subject": None, "text": "ok", "rating_type": None}) == {"text": "ok"}
+    bare = {"subject": None, "text": "ok", "rating_type": None, "attributes": "{}"}
+    assert score_request(bare) == {"text": "ok"}
+
+
+def test_flips_are_counted_by_channel_and_by_each_live_topic() -> None:
+    report = RescoreReport()
+    out = io.StringIO()
+    rows = [
+        ("app", '["billing", "app_bug"]', "negative", "positive"),
+        ("app", '["billing"]', "negative", "negative"),
+        ("email", "[]", "neutral", "negative"),
+        ("email", '["billing"]', None, "positive"),
+    ]
+    for channel, topics, old, new in rows:
+        row = {"id": "f", "channel": channel, "sentiment_topics": topics, "sentiment_label": old}
+        report.add(row, {"label": new, "score": 0.1, "model_version": "2"}, out)
+    assert report.scored == {"app": 2, "email": 2}
+    assert report.flips == {
+        ("app", "negative", "positive"): 1,
+        ("email", "neutral", "negative"): 1,
+        ("email", "unscored", "positive"): 1,
+    }
+    assert report.scored_by_topic == {"billing": 3, "app_bug": 1, NO_TOPIC: 1}
+    assert report.topic_flips == {
+        ("billing", "negative", "positive"): 1,
+        ("app_bug", "negative", "positive"): 1,
+        (NO_TOPIC, "neutral", "negative"): 1,
+        ("billing", "unscored", "positive"): 1,
+    }
+    lines = [orjson.loads(line) for line in out.getvalue().splitlines()]
+    assert [(f["channel"], f["topics"], f["old_label"], f["new_label"]) for f in lines] == [
+        ("app", ["billing", "app_bug"], "negative", "positive"),
+        ("email", [], "neutral", "negative"),
+        ("email", ["billing"], "unscored", "positive"),
+    ]
 
 
 def test_asyncpg_dsn_drops_the_sqlalchemy_driver() -> None:

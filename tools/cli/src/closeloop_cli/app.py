@@ -8,20 +8,28 @@ Every subcommand reads its addresses from the same environment variables the ser
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import click
 import httpx
 import orjson
+from aiokafka.errors import KafkaError
+from rich.progress import Progress, TaskID
 
 from closeloop_cli import data, kafka_ops, keys, routing
 from closeloop_cli.output import OperatorError, console, errors, progress, table
 from closeloop_shared.config import KafkaSettings
+from closeloop_shared.events import Topic
+from closeloop_shared.kafka.admin import ensure_topics
+from closeloop_shared.kafka.producer import EventProducer
 
 T = TypeVar("T")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SCOPES = ("feedback:write", "alerts:read", "alerts:write", "admin")
 ROLES = ("channel", "agent", "lead", "admin")
 
@@ -397,25 +405,23 @@ def _read(
         ))  # fmt: skip
 
 
+def _count(obj: Context, topic: str) -> int:
+    with progress() as bar:
+        task = bar.add_task(f"counting {topic}", total=None)
+        return run(kafka_ops.count_records(
+            obj.kafka(), topic,
+            on_total=lambda n: bar.update(task, total=n),
+            on_progress=lambda n: bar.advance(task, n),
+        ))  # fmt: skip
+
+
 @dlq_group.command("list")
 @pass_context
 def dlq_list(obj: Context) -> None:
-    """The dead-letter topics and how many messages each holds."""
-
-    async def go() -> list[tuple[str, int]]:
-        consumer = await kafka_ops._consumer(obj.kafka())
-        try:
-            counts = []
-            for name in kafka_ops.known_dead_letter_topics():
-                tps = await kafka_ops.partitions(consumer, name)
-                ends = await kafka_ops.high_watermarks(consumer, tps)
-                starts = await consumer.beginning_offsets(tps)
-                counts.append((name, sum(ends[tp] - starts[tp] for tp in tps)))
-            return counts
-        finally:
-            await consumer.stop()
-
-    console.print(table("dead-letter topics", ("topic", "messages"), run(go())))
+    """The dead-letter topics and how many messages each holds, counted by reading them
+    (up to the end each had when the count began)."""
+    counts = [(name, _count(obj, name)) for name in kafka_ops.known_dead_letter_topics()]
+    console.print(table("dead-letter topics", ("topic", "messages"), counts))
 
 
 @dlq_group.command("show")
@@ -482,50 +488,150 @@ def dlq_replay(obj: Context, /, topic: str, dry_run: bool, yes: bool, **filters:
 _TIME_HELP = "ISO 8601, 'now', or an age like 24h, 7d."
 
 
+def _time_range(since: str | None, until: str, everything: bool) -> tuple[datetime, datetime]:
+    if everything == (since is not None):
+        raise OperatorError("give either --since (and --until) or --all")
+    if everything:
+        return EPOCH, data.parse_time("now")
+    assert since is not None
+    return data.parse_time(since), data.parse_time(until)
+
+
+def _flips_file(path: Path | None) -> IO[str] | None:
+    return path.open("w", encoding="utf-8") if path is not None else None
+
+
+def _show_flips(report: data.RescoreReport, title: str) -> None:
+    def changes(flips: Counter[tuple[str, str, str]], key: str) -> tuple[int, str]:
+        mine = sorted((a, b, n) for (k, a, b), n in flips.items() if k == key)
+        return sum(n for _, _, n in mine), ", ".join(f"{a}→{b}: {n}" for a, b, n in mine)
+
+    for heading, scored, flips in (
+        ("channel", report.scored, report.flips),
+        ("topic", report.scored_by_topic, report.topic_flips),
+    ):
+        rows = [(key, scored[key], *changes(flips, key)) for key in sorted(scored)]
+        console.print(table(f"{title}, by {heading}", (heading, "scored", "changed", "changes"),
+                            rows))  # fmt: skip
+
+
 @cli.command("rescore")
-@click.option("--since", required=True, help=_TIME_HELP)
+@click.option("--since", help=_TIME_HELP)
 @click.option("--until", default="now", show_default=True, help=_TIME_HELP)
-@click.option("--model-version", help="Refuse unless the sentiment service runs this version.")
+@click.option("--all", "everything", is_flag=True, help="Every stored item (instead of --since).")
+@click.option(
+    "--model-version",
+    help="Refuse unless the sentiment deployment runs this version (required with --apply).",
+)
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Store the new scores: publish them on closeloop.sentiment.rescored.v1 (the alerts "
+    "service keeps them beside the live ones; alerts are never changed).",
+)
 @click.option(
     "--flips",
     "flips_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write each changed label to this JSON Lines file.",
 )
-@click.option("--concurrency", type=click.IntRange(1, 64), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 500), default=100, show_default=True)
+@click.option("--concurrency", type=click.IntRange(1, 32), default=4, show_default=True,
+              help="Batches scored at the same time.")  # fmt: skip
 @pass_context
-def rescore(obj: Context, since: str, until: str, model_version: str | None,
-            flips_path: Path | None, concurrency: int) -> None:  # fmt: skip
-    """Score the feedback received in a time range again and report label changes by channel.
+def rescore(obj: Context, since: str | None, until: str, everything: bool,
+            model_version: str | None, apply: bool, flips_path: Path | None, batch_size: int,
+            concurrency: int) -> None:  # fmt: skip
+    """Score stored feedback again with a chosen model version and report how labels change
+    from each item's live score, by channel and by topic.
 
-    Reads the stored feedback (read-only) and calls the sentiment service's POST /v1/score,
-    which publishes nothing: the live stream and the alerts are not touched, and the new
-    scores are not stored.
+    Calls --sentiment-url's POST /v1/score/batch (a score-only deployment of the new version,
+    CLOSELOOP_SENTIMENT_CONSUME_ENABLED=false), which publishes nothing. Without --apply nothing
+    is stored; with it each new score is published for the alerts service, which stores it
+    beside the live score (re-running stores nothing twice). Live scores and alerts never change.
     """
-    start, end = data.parse_time(since), data.parse_time(until)
-    flips_out = flips_path.open("w", encoding="utf-8") if flips_path else None
+    start, end = _time_range(since, until, everything)
+    if apply and model_version is None:
+        raise OperatorError("--apply needs --model-version: name the version you store")
+    flips_out = _flips_file(flips_path)
+    publisher = EventProducer(obj.kafka(), client_id="closeloop-cli-rescore", ack_timeout_s=30.0)
+
+    async def go(bar: Progress, task: TaskID) -> data.RescoreReport:
+        if apply:
+            try:
+                async with asyncio.timeout(30):
+                    await ensure_topics(obj.kafka(), [Topic.SENTIMENT_RESCORED.value])
+                    await publisher.start()
+            except (TimeoutError, KafkaError, OSError) as error:
+                raise OperatorError(
+                    f"cannot reach the broker at {obj.kafka().bootstrap_servers} "
+                    f"({type(error).__name__}): --apply publishes the new scores there"
+                ) from error
+        try:
+            return await data.rescore(
+                obj.database(), obj.sentiment_url, start, end, model_version, flips_out,
+                concurrency, batch_size, publisher if apply else None,
+                on_total=lambda n: bar.update(task, total=n),
+                on_progress=lambda n: bar.advance(task, n),
+            )  # fmt: skip
+        finally:
+            await publisher.stop()
+
     try:
         with progress() as bar:
-            task = bar.add_task("re-scoring", total=None)
-            report = run(data.rescore(
-                obj.database(), obj.sentiment_url, start, end, model_version, flips_out, concurrency,
+            report = run(go(bar, bar.add_task("re-scoring", total=None)))
+    finally:
+        if flips_out is not None:
+            flips_out.close()
+    _show_flips(report, f"re-scored with {report.model} {report.model_version}")
+    total = sum(report.scored.values())
+    verb = "changed" if apply else "would change"
+    console.print(f"{report.flipped} of {total} labels {verb}; {report.failures} failed to score")
+    if apply:
+        console.print(
+            f"published {report.published} scores of {report.model_version} to "
+            f"{Topic.SENTIMENT_RESCORED.value}: the alerts service stores them beside the live "
+            f"ones (see `closeloop rescore-flips --model-version {report.model_version}`)"
+        )
+    else:
+        console.print("nothing stored (--apply stores the new scores)")
+
+
+@cli.command("rescore-flips")
+@click.option("--model-version", required=True, help="The re-score's model version.")
+@click.option("--since", help=_TIME_HELP)
+@click.option("--until", default="now", show_default=True, help=_TIME_HELP)
+@click.option("--all", "everything", is_flag=True, help="Every stored item (instead of --since).")
+@click.option(
+    "--flips",
+    "flips_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write each changed label to this JSON Lines file.",
+)
+@pass_context
+def rescore_flips(obj: Context, model_version: str, since: str | None, until: str,
+                  everything: bool, flips_path: Path | None) -> None:  # fmt: skip
+    """Label changes of a stored re-score (rescore --apply) against the live scores, by
+    channel and by topic, read from the database (items by received time)."""
+    start, end = _time_range(since, until, everything)
+    flips_out = _flips_file(flips_path)
+    try:
+        with progress() as bar:
+            task = bar.add_task(f"reading {model_version} scores", total=None)
+            report = run(data.stored_flips(
+                obj.database(), model_version, start, end, flips_out,
                 on_total=lambda n: bar.update(task, total=n),
                 on_progress=lambda n: bar.advance(task, n),
             ))  # fmt: skip
     finally:
         if flips_out is not None:
             flips_out.close()
-    channels = sorted(report.scored)
-    console.print(table(
-        f"re-scored with {report.model} {report.model_version}", ("channel", "scored", "changed", "changes"),
-        [(c, report.scored[c], sum(n for (ch, _, _), n in report.flips.items() if ch == c),
-          ", ".join(f"{a}→{b}: {n}" for (ch, a, b), n in sorted(report.flips.items()) if ch == c))
-         for c in channels],
-    ))  # fmt: skip
     total = sum(report.scored.values())
-    console.print(
-        f"{report.flipped} of {total} labels would change; {report.failures} failed to score"
-    )
+    if total == 0:
+        console.print(f"no stored scores of model version {model_version} in that range")
+        return
+    _show_flips(report, f"stored re-score {report.model} {model_version}")
+    console.print(f"{report.flipped} of {total} labels changed from the live score")
 
 
 @cli.command("export")

@@ -8,10 +8,10 @@ produces, while every fetch response carries the true high watermark.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
@@ -228,6 +228,71 @@ class ReplayReport:
     last_offsets: dict[int, int] = field(default_factory=dict)
 
 
+async def _scan(
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    partition: int | None = None,
+    from_offset: int | None = None,
+    on_total: Callable[[int], None] | None = None,
+    stall_s: float = 30.0,
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic`` from its start (or ``from_offset``) up to the end it had when
+    the scan began: bounded, so it finishes while producers keep writing.
+
+    A partition is done once the consumer's position reaches that end, not when a record at
+    ``end - 1`` arrives: offsets may have gaps (compacted or deleted records, Tansu's batches).
+    """
+    tps = await partitions(consumer, topic)
+    if partition is not None:
+        tps = [tp for tp in tps if tp.partition == partition]
+    ends = await high_watermarks(consumer, tps)
+    starts = await consumer.beginning_offsets(tps)
+    for tp in tps:
+        starts[tp] = max(starts[tp], from_offset or 0)
+        consumer.seek(tp, starts[tp])
+    pending = {tp for tp in tps if starts[tp] < ends[tp]}
+    if on_total is not None:
+        # An upper bound: gaps in the offsets make the count lower.
+        on_total(sum(max(ends[tp] - starts[tp], 0) for tp in tps))
+    loop = asyncio.get_running_loop()
+    last_progress = loop.time()
+    while pending:
+        batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=500)
+        for tp, records in batches.items():
+            for record in records:
+                if record.offset >= ends[tp]:
+                    break
+                yield record
+        for tp in list(pending):
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+        if batches:
+            last_progress = loop.time()
+        elif loop.time() - last_progress > stall_s:
+            stuck = ", ".join(f"{tp.topic}[{tp.partition}]" for tp in sorted(pending))
+            raise OperatorError(f"no records from {stuck} for {stall_s:.0f}s; try again")
+
+
+async def count_records(
+    settings: KafkaSettings,
+    topic: str,
+    on_total: Callable[[int], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> int:
+    """How many records ``topic`` holds, counted by reading them (end minus start offsets
+    is wrong on compacted or deleted topics and on brokers whose offsets have gaps)."""
+    consumer = await _consumer(settings)
+    try:
+        count = 0
+        async for _record in _scan(consumer, topic, on_total=on_total):
+            count += 1
+            if on_progress is not None:
+                on_progress(1)
+        return count
+    finally:
+        await consumer.stop()
+
+
 async def read_dead_letters(
     settings: KafkaSettings,
     topic: str,
@@ -238,44 +303,19 @@ async def read_dead_letters(
     """Every message of ``topic`` from its start (or ``from_offset``) up to the current end."""
     consumer = await _consumer(settings)
     try:
-        tps = await partitions(consumer, topic)
-        if selection.partition is not None:
-            tps = [tp for tp in tps if tp.partition == selection.partition]
-        ends = await high_watermarks(consumer, tps)
-        starts = await consumer.beginning_offsets(tps)
-        for tp in tps:
-            start = max(starts[tp], selection.from_offset or 0)
-            consumer.seek(tp, start)
-            starts[tp] = start
-        pending = {tp for tp in tps if starts[tp] < ends[tp]}
-        if on_total is not None:
-            on_total(sum(max(ends[tp] - starts[tp], 0) for tp in tps))
         letters: list[DeadLetter] = []
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=500)
-            if not batches:
-                continue
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset >= ends[tp]:
-                        pending.discard(tp)
-                        break
-                    headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
-                    letters.append(
-                        DeadLetter(
-                            tp.topic,
-                            tp.partition,
-                            record.offset,
-                            record.key,
-                            record.value or b"",
-                            headers,
-                        )
-                    )
-                    if on_progress is not None:
-                        on_progress(1)
-                    if record.offset + 1 >= ends[tp]:
-                        pending.discard(tp)
-        return [letter for letter in letters if selection.matches(letter)]
+        records = _scan(consumer, topic, selection.partition, selection.from_offset, on_total)
+        async for record in records:
+            headers = {k: v.decode("utf-8", "replace") for k, v in record.headers or ()}
+            letter = DeadLetter(
+                record.topic, record.partition, record.offset, record.key, record.value or b"",
+                headers,
+            )  # fmt: skip
+            if selection.matches(letter):
+                letters.append(letter)
+            if on_progress is not None:
+                on_progress(1)
+        return letters
     finally:
         await consumer.stop()
 
