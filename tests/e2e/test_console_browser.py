@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -30,6 +31,36 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 # The browser waits this long for something the pipeline does (score, route, store).
 PIPELINE_WAIT_MS = 60_000
 COMPLAINT = "The app crashed at checkout twice and I was charged for both orders. Unacceptable."
+# Feedback already in when the lead signs in: two complaints (one Chinese) and praise.
+EARLIER = [
+    {
+        "channel": "hotline",
+        "external_id": "console-e2e-hotline",
+        "text": "宽带又断了，已经三天了，打了五次电话都没人解决，太失望了。",
+        "language": "zh",
+        "customer": {"id": "c-7", "name": "王芳", "phone": "+8613800138000"},
+        "touchpoint": "broadband",
+        "journey_stage": "support",
+    },
+    {
+        "channel": "email",
+        "external_id": "console-e2e-email",
+        "subject": "Refund still missing",
+        "text": "I returned the order three weeks ago and the refund has still not arrived. Terrible service.",
+        "customer": {"id": "c-9", "name": "Sam Lee", "email": "sam@example.com"},
+        "rating": {"type": "csat", "value": 1},
+        "touchpoint": "returns",
+        "journey_stage": "support",
+    },
+    {
+        "channel": "social",
+        "external_id": "console-e2e-social",
+        "text": "Great support today, the agent fixed my account in minutes. Thank you!",
+        "customer": {"handle": "@happy_user"},
+        "touchpoint": "account",
+        "journey_stage": "usage",
+    },
+]
 
 
 def _routing_file(path: Path, owner_port: int) -> Path:
@@ -41,6 +72,8 @@ def _routing_file(path: Path, owner_port: int) -> Path:
       - type: webhook
         url: http://127.0.0.1:{owner_port}/owners/cx-team
         secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+  - id: hotline-team
+    name: Hotline
 rules:
   - id: app-negative
     when: {{channel: app, sentiment: negative}}
@@ -96,9 +129,9 @@ async def browser() -> AsyncIterator[Browser]:
             await launched.close()
 
 
-async def _shoot(page: Page, name: str) -> None:
+async def _shoot(page: Page, name: str, *, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
 async def _sign_in(page: Page, gateway: str, key: str, name: str) -> None:
@@ -126,35 +159,44 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
         viewport={"width": 1280, "height": 860}, locale="en-US", color_scheme="light"
     )
     page = await context.new_page()
-    await _sign_in(page, gateway, key, "Alice")
-
-    assert await _dashboard_figure(page, gateway, "alerts-raised") == "0"
-    assert await _dashboard_figure(page, gateway, "mttr") == "—"
-
-    # The inbox is open and empty; negative feedback arrives through the public API.
-    await page.goto(gateway + "/console/inbox")
-    rows = page.locator("#alerts tbody tr[data-alert-id]")
-    await expect(rows).to_have_count(0)
+    occurred = datetime.now(UTC).isoformat()
+    auth = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=gateway, timeout=15) as client:
+        for item in EARLIER:
+            accepted = await client.post(
+                "/v1/feedback", headers=auth, json={**item, "occurred_at": occurred}
+            )
+            assert accepted.status_code == 202, accepted.text
+        await _sign_in(page, gateway, key, "Alice")
+        rows = page.locator("#alerts tbody tr[data-alert-id]")
+        await expect(rows).to_have_count(2, timeout=PIPELINE_WAIT_MS)
+
+        assert await _dashboard_figure(page, gateway, "alerts-raised") == "2"
+        assert await _dashboard_figure(page, gateway, "mttr") == "—"
+
+        # With the inbox open, new negative feedback arrives through the public API.
+        await page.goto(gateway + "/console/inbox")
+        await expect(rows).to_have_count(2)
         accepted = await client.post(
             "/v1/feedback",
-            headers={"Authorization": f"Bearer {key}"},
+            headers=auth,
             json={
                 "channel": "app",
-                "external_id": "console-e2e-1",
+                "external_id": "console-e2e-app",
                 "text": COMPLAINT,
-                "occurred_at": "2026-11-22T10:00:00Z",
+                "occurred_at": occurred,
                 "customer": {"id": "c-42", "name": "Dana Reyes", "email": "dana@example.com"},
                 "rating": {"type": "nps", "value": 1},
                 "touchpoint": "checkout",
                 "journey_stage": "purchase",
             },
         )
-    assert accepted.status_code == 202, accepted.text
+        assert accepted.status_code == 202, accepted.text
 
-    # It appears without a reload (the page polls), marked as new and announced.
-    await expect(rows).to_have_count(1, timeout=PIPELINE_WAIT_MS)
+    # It appears without a reload (the page polls), on top, marked as new and announced.
+    await expect(rows).to_have_count(3, timeout=PIPELINE_WAIT_MS)
     await expect(rows.first).to_have_class(re.compile(r"\bfresh\b"))
+    await expect(rows.first).to_contain_text("App")
     await expect(page.locator("#live-status")).to_contain_text("1 new alerts")
     await expect(rows.first.locator(".sla")).to_contain_text("Ack in")
     await _shoot(page, "inbox-desktop")
@@ -184,20 +226,41 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
     history = page.get_by_test_id("history")
     await expect(history).to_contain_text("Acknowledged · Alice (bootstrap-admin)")
     await expect(history).to_contain_text("Resolved · Alice (bootstrap-admin)")
+    await expect(page.get_by_test_id("root-cause")).to_have_text("app-defect")
     await _shoot(page, "alert-desktop")
+    alert_url = page.url.split("?")[0]
 
     # The dashboard now counts the alert, its resolution time and no open alerts.
-    assert await _dashboard_figure(page, gateway, "alerts-raised") == "1"
+    assert await _dashboard_figure(page, gateway, "alerts-raised") == "3"
     assert await _dashboard_figure(page, gateway, "mttr") != "—"
-    assert await _dashboard_figure(page, gateway, "open-alerts") == "0"
+    assert await _dashboard_figure(page, gateway, "open-alerts") == "2"
     volume = page.locator('[data-kpi="volume"] .value a')
-    await expect(volume).to_have_text("1")
+    await expect(volume).to_have_text("4")
     # Every number links to the items behind it: the alert count opens the inbox with them.
     await page.get_by_test_id("by-channel").locator("tr[data-key='app'] .alerts-count a").click()
     await expect(page).to_have_url(re.compile(r"/console/inbox\?.*channel=app"))
     await expect(rows).to_have_count(1)
     await page.goto(gateway + "/console/dashboard")
     await _shoot(page, "dashboard-desktop")
+
+    # An agent of another team signs in and sees none of cx-team's alerts, not even by id.
+    async with httpx.AsyncClient(base_url=gateway, timeout=15) as client:
+        created = await client.post(
+            "/v1/admin/api-keys",
+            headers=auth,
+            json={"name": "hotline-agent", "role": "agent", "team": "hotline-team"},
+        )
+    assert created.status_code == 201, created.text
+    outsider = await browser.new_context(viewport={"width": 1280, "height": 860}, locale="en-US")
+    other = await outsider.new_page()
+    await _sign_in(other, gateway, created.json()["key"], "Hui")
+    await other.goto(gateway + "/console/inbox?status=all")
+    await expect(other.get_by_text("No alerts match.")).to_be_visible()
+    await expect(other.locator("#alerts tbody tr[data-alert-id]")).to_have_count(0)
+    response = await other.goto(alert_url)
+    assert response is not None
+    assert response.status == 404
+    await outsider.close()
 
     # A phone, in Chinese (the browser's language picks it).
     phone = await browser.new_context(
@@ -211,11 +274,12 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
     mobile = await phone.new_page()
     await mobile.goto(gateway + "/console/inbox?status=all")
     await expect(mobile.get_by_role("heading", name="工单箱")).to_be_visible()
-    await expect(mobile.locator("#alerts tbody tr[data-alert-id]")).to_have_count(1)
-    await _shoot(mobile, "inbox-phone-zh")
-    await mobile.locator("#alerts a.open").first.click()
-    await expect(mobile.get_by_test_id("alert-status")).to_have_text("已解决")
-    await _shoot(mobile, "alert-phone-zh")
+    await expect(mobile.locator("#alerts tbody tr[data-alert-id]")).to_have_count(3)
+    await _shoot(mobile, "inbox-phone-zh", full_page=False)
+    await mobile.locator("#alerts tr", has_text="热线").locator("a.open").click()
+    await expect(mobile.get_by_test_id("feedback-text")).to_contain_text("宽带又断了")
+    await expect(mobile.get_by_test_id("alert-status")).to_have_text("待处理")
+    await _shoot(mobile, "alert-phone-zh", full_page=False)
     await phone.close()
 
     # Signing out ends the session: the inbox asks for a key again.

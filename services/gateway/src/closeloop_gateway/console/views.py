@@ -274,7 +274,7 @@ class Bar:
     link_query: dict[str, str]
 
 
-CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 640.0, 200.0, 10.0
+CHART_WIDTH, CHART_HEIGHT, CHART_TOP = 960.0, 200.0, 10.0
 
 
 def trend_bars(points: list[tuple[Range, Mapping[str, int]]]) -> list[Bar]:
