@@ -50,6 +50,10 @@ class KafkaSettings(BaseSettings):
     consumer_batch_size: int = 500
     topic_partitions: int = 6
     topic_replication_factor: int = 1
+    # Events carry customer data, and an erasure cannot rewrite a Kafka log: a bounded
+    # retention is what makes erased data leave the broker. Set on topics that
+    # `ensure_topics` creates (7 days by default; -1 keeps events forever).
+    topic_retention_ms: int = Field(default=604_800_000, ge=-1)
 
 
 class DatabaseSettings(BaseSettings):

@@ -34,7 +34,9 @@ def all_topics() -> list[str]:
 async def ensure_topics(
     settings: KafkaSettings, names: Iterable[str] | None = None, timeout_s: float = 30.0
 ) -> list[str]:
-    """Create the topics that are missing; returns the names that were created."""
+    """Create the topics that are missing, with the configured retention; returns the names
+    that were created. Existing topics keep their configuration (change it with the broker's
+    tools: this never alters a topic an operator has tuned)."""
     wanted = list(names) if names is not None else all_topics()
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -50,6 +52,7 @@ async def ensure_topics(
                             name,
                             num_partitions=settings.topic_partitions,
                             replication_factor=settings.topic_replication_factor,
+                            topic_configs={"retention.ms": str(settings.topic_retention_ms)},
                         )
                         for name in missing
                     ]
