@@ -10,10 +10,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 
+from closeloop_alerts.delivery_payload import AttemptResult, signed_headers
+from closeloop_alerts.notifiers import Notifier
+from closeloop_alerts.outbound import Allowlist
 from closeloop_devstack.infra import free_port
 from closeloop_shared.contracts.feedback import (
     Channel,
@@ -25,9 +29,22 @@ from closeloop_shared.contracts.feedback import (
 )
 from closeloop_shared.contracts.feedback import Feedback as FeedbackContract
 from closeloop_shared.contracts.sentiment import ScoredFeedback, Sentiment, SentimentLabel
-from closeloop_shared.events import FeedbackScoredEvent, new_event_id
+from closeloop_shared.events import FeedbackScoredEvent, new_event_id, utcnow
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+# The local receiver listens on loopback: the only address the SSRF guard lets through here.
+LOOPBACK = Allowlist.parse(["127.0.0.1"])
+
+
+async def send_signed_webhook(
+    client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: bytes
+) -> AttemptResult:
+    """POST one signed webhook as a delivery does: through the Notifier, behind the SSRF
+    guard (the product has no other way to send one)."""
+    headers = signed_headers(secret, msg_id, body, utcnow())
+    return await Notifier(client, allowlist=LOOPBACK)._post(url, body, headers, "webhook")
+
 
 # The minimal routing file of the issue, verbatim.
 MINIMAL_ROUTING = """\

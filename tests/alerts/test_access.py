@@ -6,6 +6,7 @@ database; the X-Closeloop-Role/-Team headers are what the gateway sends for a ke
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,11 +14,18 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from closeloop_alerts import routes
-from closeloop_alerts.access import UNRESTRICTED, Access, Role, caller_access
+from closeloop_alerts import privacy_api, repository, routes
+from closeloop_alerts.access import (
+    CHANNEL_REPORTER,
+    UNRESTRICTED,
+    Access,
+    Role,
+    caller_access,
+    reply_reporter,
+)
 from closeloop_alerts.models import Alert
 from closeloop_alerts.outbound import Allowlist
 from closeloop_alerts.owners import OwnerStore
@@ -55,6 +63,7 @@ sla:
 AGENT = {"X-Closeloop-Role": "agent", "X-Closeloop-Team": "hotline-team"}
 LEAD = {"X-Closeloop-Role": "lead", "X-Closeloop-Team": "hotline-team"}
 ADMIN = {"X-Closeloop-Role": "admin"}
+CHANNEL = {"X-Closeloop-Role": "channel"}
 
 
 # --- unit: reading the headers ---------------------------------------------------------------
@@ -69,6 +78,17 @@ def test_headers_become_access_and_anything_unclear_is_refused() -> None:
             caller_access(role, team)
         assert refused.value.status_code == 403
         assert refused.value.headers == {"X-Closeloop-Denied": "role"}
+
+
+def test_only_the_reply_report_lets_a_channel_in_and_only_without_a_team() -> None:
+    assert reply_reporter("channel", None) == CHANNEL_REPORTER
+    assert reply_reporter("channel", "hotline-team") == CHANNEL_REPORTER
+    assert CHANNEL_REPORTER.team is None
+    assert reply_reporter("agent", "hotline-team") == Access(Role.AGENT, "hotline-team")
+    assert reply_reporter(None, None) == UNRESTRICTED
+    for role, team in (("agent", None), ("root", "x")):
+        with pytest.raises(HTTPException):
+            reply_reporter(role, team)
 
 
 def test_who_sees_and_assigns_what() -> None:
@@ -101,6 +121,7 @@ async def api(sessionmaker: Sessions, state: RoutingState) -> AsyncIterator[http
     app = FastAPI()
     app.include_router(routes.router)
     app.include_router(routes.admin)
+    app.include_router(privacy_api.router)
     app.state.api = routes.ApiContext(
         sessionmaker=sessionmaker,
         wake_outbox=lambda: None,
@@ -178,7 +199,6 @@ async def test_an_agent_acts_only_on_the_teams_alerts_and_never_assigns(
         ("resolve", {"note": "not mine"}),
         ("comments", {"text": "hello"}),
         ("escalate", {"note": "up"}),
-        ("assign", {"assignee": "me"}),
         ("customer-reply", {"status": "sent"}),
     ):
         refused = await api.post(f"/v1/alerts/{email}/{path}", json=body, headers=AGENT)
@@ -189,6 +209,13 @@ async def test_an_agent_acts_only_on_the_teams_alerts_and_never_assigns(
     assert untouched is not None
     assert untouched.status == "open"
     assert untouched.escalation_level == 0
+    # Agents never assign: refused for the role, whichever alert it is (nothing to probe).
+    for alert_id in (email, alerts["hotline"].id, uuid.uuid4()):
+        assign = await api.post(
+            f"/v1/alerts/{alert_id}/assign", json={"assignee": "me"}, headers=AGENT
+        )
+        assert assign.status_code == 403
+        assert assign.headers["x-closeloop-denied"] == "role"
 
     hotline = alerts["hotline"].id
     acknowledged = await api.post(f"/v1/alerts/{hotline}/acknowledge", headers=AGENT)
@@ -261,3 +288,133 @@ async def test_owners_changes_are_admin_only_and_kpis_are_the_teams(
     team = next(g for g in everything["groups"] if g["key"] == "hotline-team")
     assert mine["total"]["alerts"] == team["alerts"]
     assert mine["total"]["alerts"] < everything["total"]["alerts"]
+
+
+async def _blocked_by(sessionmaker: Sessions, holder_pid: int) -> bool:
+    """Whether some backend waits on a lock ``holder_pid`` holds."""
+    async with sessionmaker() as session:
+        waiting = await session.scalar(
+            text("SELECT count(*) FROM pg_stat_activity WHERE :pid = ANY(pg_blocking_pids(pid))"),
+            {"pid": holder_pid},
+        )
+    return bool(waiting)
+
+
+async def test_an_alert_handed_to_another_team_while_an_agent_acts_is_refused(
+    api: httpx.AsyncClient, sessionmaker: Sessions, state: RoutingState
+) -> None:
+    alert = await _raise(sessionmaker, state, None)
+    assert alert.owner_id == "hotline-team"
+    async with sessionmaker() as holder:
+        async with holder.begin():
+            holder_pid = await holder.scalar(text("SELECT pg_backend_pid()"))
+            assert isinstance(holder_pid, int)
+            # A hand-over in flight: the row is locked and already another team's.
+            locked = await repository.lock_alert(holder, alert.id)
+            assert locked is not None
+            locked.owner_id = "email-team"
+            await holder.flush()
+            acting = asyncio.create_task(
+                api.post(f"/v1/alerts/{alert.id}/acknowledge", headers=AGENT)
+            )
+            # The agent's request has started and waits on the hand-over's lock. A team check
+            # outside the action's transaction would have read the old, committed owner by now.
+            async with asyncio.timeout(30):
+                while not await _blocked_by(sessionmaker, holder_pid):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+        # The hand-over commits; only now does the agent's action see the row.
+        refused = await acting
+    assert refused.status_code == 404
+    assert refused.headers["x-closeloop-denied"] == "team_scope"
+    async with sessionmaker() as session:
+        after = await session.get(Alert, alert.id)
+    assert after is not None
+    assert (after.owner_id, after.status) == ("email-team", "open")
+    # The other team's agent now may, through the same path.
+    other = {"X-Closeloop-Role": "agent", "X-Closeloop-Team": "email-team"}
+    allowed = await api.post(f"/v1/alerts/{alert.id}/acknowledge", headers=other)
+    assert allowed.status_code == 200
+
+
+async def test_a_channel_reports_reply_delivery_without_reading_alerts(
+    api: httpx.AsyncClient, sessionmaker: Sessions, state: RoutingState
+) -> None:
+    with_reply = await _raise(sessionmaker, state, "inbox")
+    resolved = await api.post(
+        f"/v1/alerts/{with_reply.id}/resolve",
+        json={"note": "refunded", "customer_reply": "We refunded you."},
+        headers=ADMIN,
+    )
+    assert resolved.status_code == 200
+    without_reply = await _raise(sessionmaker, state, None)
+
+    reported = await api.post(
+        f"/v1/alerts/{with_reply.id}/customer-reply",
+        json={"status": "sent", "detail": "smtp 250"},
+        headers={**CHANNEL, "X-Closeloop-Actor": "mail-gateway"},
+    )
+    assert reported.status_code == 200, reported.text
+    receipt = reported.json()
+    # The reply's state, and nothing of the alert (no owner, status, notes, customer).
+    assert set(receipt) == {"alert_id", "feedback_id", "customer_reply"}
+    assert receipt["alert_id"] == str(with_reply.id)
+    assert receipt["customer_reply"]["status"] == "sent"
+    assert receipt["customer_reply"]["detail"] == "smtp 250"
+    history = (await api.get(f"/v1/alerts/{with_reply.id}", headers=ADMIN)).json()["history"]
+    assert (history[-1]["type"], history[-1]["actor"]) == ("customer_reply_sent", "mail-gateway")
+
+    # Unknown alerts and alerts without a reply answer as they do for everyone.
+    unknown = await api.post(
+        f"/v1/alerts/{uuid.uuid4()}/customer-reply", json={"status": "sent"}, headers=CHANNEL
+    )
+    assert unknown.status_code == 404
+    no_reply = await api.post(
+        f"/v1/alerts/{without_reply.id}/customer-reply", json={"status": "failed"}, headers=CHANNEL
+    )
+    assert no_reply.status_code == 422
+    assert no_reply.json()["error"]["code"] == "no_customer_reply"
+
+    # Everything else stays closed to a channel.
+    for method, path, body in (
+        ("GET", "/v1/alerts", None),
+        ("GET", f"/v1/alerts/{with_reply.id}", None),
+        ("GET", f"/v1/feedback/{with_reply.feedback_id}", None),
+        ("POST", f"/v1/alerts/{without_reply.id}/acknowledge", None),
+        ("POST", f"/v1/alerts/{without_reply.id}/comments", {"text": "hi"}),
+        ("POST", f"/v1/alerts/{with_reply.id}/reopen", {"note": "again"}),
+        ("GET", "/v1/kpis", None),
+    ):
+        refused = await api.request(method, path, json=body, headers=CHANNEL)
+        assert refused.status_code == 403, (method, path)
+        assert refused.headers["x-closeloop-denied"] == "role"
+    async with sessionmaker() as session:
+        untouched = await session.get(Alert, without_reply.id)
+    assert untouched is not None
+    assert untouched.status == "open"
+
+
+async def test_erasure_is_admin_only_when_a_role_is_named(api: httpx.AsyncClient) -> None:
+    body = {"email": f"nobody-{uuid.uuid4().hex}@example.com", "reference": "T-42"}
+    for headers in (AGENT, LEAD, CHANNEL, {"X-Closeloop-Role": "root"}):
+        refused = await api.post("/v1/privacy/erasures", json=body, headers=headers)
+        assert refused.status_code == 403, headers
+        assert refused.headers["x-closeloop-denied"] == "role"
+    for headers in (ADMIN, {}):
+        done = await api.post("/v1/privacy/erasures", json=body, headers=headers)
+        assert done.status_code == 201, done.text
+        assert done.json()["counts"]["feedback"] == 0
+
+
+async def test_owners_show_their_redact_pii_setting(api: httpx.AsyncClient) -> None:
+    for value in (True, False, None):
+        owner_id = f"redact-{str(value).lower()}"
+        owner: dict[str, Any] = {"notify": [{"type": "email", "to": "x@example.com"}]}
+        if value is not None:
+            owner["redact_pii"] = value
+        put = await api.put(f"/v1/owners/{owner_id}", json=owner, headers=ADMIN)
+        assert put.status_code == 201, put.text
+        assert put.json()["redact_pii"] is value
+        assert (await api.get(f"/v1/owners/{owner_id}")).json()["redact_pii"] is value
+        listed = (await api.get("/v1/owners")).json()["items"]
+        assert next(o for o in listed if o["id"] == owner_id)["redact_pii"] is value
+        assert (await api.delete(f"/v1/owners/{owner_id}", headers=ADMIN)).status_code == 204

@@ -20,7 +20,6 @@ from closeloop_alerts.delivery import (
     make_client,
     parse_retry_after,
     render_payload,
-    send_webhook,
     signed_headers,
 )
 from closeloop_alerts.models import Alert, Feedback, SentimentScore
@@ -28,7 +27,7 @@ from closeloop_alerts.outbound import Allowlist, BlockedURL, check_url, pinned_r
 from closeloop_alerts.service import feedback_row, score_row, webhook_id
 from closeloop_shared.contracts.feedback import Channel, RatingType
 from closeloop_shared.events import utcnow
-from tests.alerts.support import SECRET, Reply, WebhookReceiver, scored
+from tests.alerts.support import SECRET, Reply, WebhookReceiver, scored, send_signed_webhook
 
 OTHER_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo="
 
@@ -131,7 +130,7 @@ async def test_2xx_is_received_signed(receiver: WebhookReceiver, client: httpx.A
     receiver.script("/ok", Reply(204))
     alert, feedback, score = sample_rows()
     body = render_payload(alert, feedback, score)
-    result = await send_webhook(client, receiver.url("/ok"), SECRET, "msg_abc", body)
+    result = await send_signed_webhook(client, receiver.url("/ok"), SECRET, "msg_abc", body)
     assert (result.status_code, result.error) == (204, None)
     assert result.duration_s > 0
     [request] = receiver.at("/ok")
@@ -144,7 +143,7 @@ async def test_redirects_are_not_followed(
     receiver: WebhookReceiver, client: httpx.AsyncClient
 ) -> None:
     receiver.script("/moved", Reply(302, {"location": receiver.url("/elsewhere")}))
-    result = await send_webhook(client, receiver.url("/moved"), SECRET, "msg_r", b"{}")
+    result = await send_signed_webhook(client, receiver.url("/moved"), SECRET, "msg_r", b"{}")
     assert result.status_code == 302
     assert result.error == "HTTP 302"
     assert receiver.at("/elsewhere") == []
@@ -154,20 +153,20 @@ async def test_error_status_and_retry_after(
     receiver: WebhookReceiver, client: httpx.AsyncClient
 ) -> None:
     receiver.script("/busy", Reply(503, {"retry-after": "120"}), Reply(500))
-    busy = await send_webhook(client, receiver.url("/busy"), SECRET, "msg_b", b"{}")
+    busy = await send_signed_webhook(client, receiver.url("/busy"), SECRET, "msg_b", b"{}")
     assert (busy.status_code, busy.retry_after_s) == (503, 120.0)
-    broken = await send_webhook(client, receiver.url("/busy"), SECRET, "msg_b", b"{}")
+    broken = await send_signed_webhook(client, receiver.url("/busy"), SECRET, "msg_b", b"{}")
     assert (broken.status_code, broken.retry_after_s, broken.error) == (500, None, "HTTP 500")
 
 
 async def test_timeout_and_refused_connection_are_errors(receiver: WebhookReceiver) -> None:
     receiver.script("/slow", Reply(200, delay_s=1.0))
     async with make_client(timeout_s=0.2) as http:
-        slow = await send_webhook(http, receiver.url("/slow"), SECRET, "msg_s", b"{}")
+        slow = await send_signed_webhook(http, receiver.url("/slow"), SECRET, "msg_s", b"{}")
         assert slow.status_code is None
         assert slow.error is not None
         assert slow.error.startswith("timeout")
-        closed = await send_webhook(http, "http://127.0.0.1:9/", SECRET, "msg_c", b"{}")
+        closed = await send_signed_webhook(http, "http://127.0.0.1:9/", SECRET, "msg_c", b"{}")
         assert closed.status_code is None
         assert closed.error is not None
         assert "ConnectError" in closed.error

@@ -11,7 +11,9 @@ the private network, so these headers are trusted here.
 - lead: the same, and may assign within the team (to a person, or keep the owner);
 - admin, and requests without a role header (internal callers: tests, the SLA scanner,
   operators on the private network): everything, as before roles existed;
-- channel: nothing here (it posts feedback through ingest);
+- channel: nothing here (it posts feedback through ingest) but the one thing a channel
+  system must report: whether it delivered a customer reply (``reply_reporter``), on any
+  team's alert, answered with the reply's state only, never the alert;
 - an unknown role, or an agent or lead without a team: refused (403), never widened.
 
 Every refusal carries ``X-Closeloop-Denied: <reason>`` so the gateway's access audit
@@ -27,8 +29,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException
 from fastapi.responses import JSONResponse
-from sqlalchemy import ColumnElement, or_, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, or_
 
 from closeloop_alerts.models import Alert
 from closeloop_shared.http.observability import problem
@@ -48,6 +49,12 @@ class Role(StrEnum):
 TEAM_ROLES = frozenset({Role.AGENT, Role.LEAD})
 
 
+def sees(team: str | None, owner_id: str, escalated_to: str | None) -> bool:
+    """Whether ``team`` (None: no team limit) sees an alert of ``owner_id``, escalated to
+    ``escalated_to``. The lifecycle applies it to the locked row (see service._apply)."""
+    return team is None or team in (owner_id, escalated_to)
+
+
 def _refuse(detail: str) -> HTTPException:
     return HTTPException(403, detail, headers={DENIAL_HEADER: ROLE})
 
@@ -64,7 +71,7 @@ class Access:
         return self.team is not None
 
     def sees(self, owner_id: str, escalated_to: str | None) -> bool:
-        return self.team is None or self.team in (owner_id, escalated_to)
+        return sees(self.team, owner_id, escalated_to)
 
     def alert_filter(self) -> ColumnElement[bool] | None:
         """The SQL condition limiting alerts to the team's, or None for everything."""
@@ -83,25 +90,26 @@ class Access:
 UNRESTRICTED = Access(role=None, team=None)
 
 
-def caller_access(
-    role: Annotated[
-        str | None,
-        Header(
-            alias="X-Closeloop-Role",
-            max_length=16,
-            description="The caller's role (the gateway sets it from the API key).",
-        ),
-    ] = None,
-    team: Annotated[
-        str | None,
-        Header(
-            alias="X-Closeloop-Team",
-            max_length=128,
-            description="The agent's or lead's team, an owner id (set by the gateway).",
-        ),
-    ] = None,
-) -> Access:
-    """A FastAPI dependency: the caller's access, or 403 for anything not understood."""
+RoleHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Closeloop-Role",
+        max_length=16,
+        description="The caller's role (the gateway sets it from the API key).",
+    ),
+]
+TeamHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Closeloop-Team",
+        max_length=128,
+        description="The agent's or lead's team, an owner id (set by the gateway).",
+    ),
+]
+
+
+def _access(role: str | None, team: str | None, *, channel: Access | None) -> Access:
+    """The access of ``role``/``team``; a channel gets ``channel`` or, if None, a 403."""
     if role is None:
         return UNRESTRICTED
     try:
@@ -109,12 +117,30 @@ def caller_access(
     except ValueError:
         raise _refuse(f"Unknown role {role!r}.") from None
     if known is Role.CHANNEL:
-        raise _refuse("A channel key posts feedback; it has no access to alerts.")
+        if channel is None:
+            raise _refuse("A channel key posts feedback; it has no access to alerts.")
+        return channel
     if known is Role.ADMIN:
         return Access(role=known, team=None)
     if not team:
         raise _refuse(f"A {known.value} needs a team.")
     return Access(role=known, team=team)
+
+
+def caller_access(role: RoleHeader = None, team: TeamHeader = None) -> Access:
+    """A FastAPI dependency: the caller's access, or 403 for anything not understood."""
+    return _access(role, team, channel=None)
+
+
+# A channel system reporting a reply's delivery: it sends replies for every team's alerts,
+# so no team limits it, and the route answers it with the reply's state alone.
+CHANNEL_REPORTER = Access(role=Role.CHANNEL, team=None)
+
+
+def reply_reporter(role: RoleHeader = None, team: TeamHeader = None) -> Access:
+    """A FastAPI dependency for ``POST /v1/alerts/{id}/customer-reply``: what
+    :func:`caller_access` allows, and a channel system too."""
+    return _access(role, team, channel=CHANNEL_REPORTER)
 
 
 def admin_only(access: Annotated[Access, Depends(caller_access)]) -> Access:
@@ -126,6 +152,7 @@ def admin_only(access: Annotated[Access, Depends(caller_access)]) -> Access:
 
 CallerAccess = Annotated[Access, Depends(caller_access)]
 AdminAccess = Annotated[Access, Depends(admin_only)]
+ReporterAccess = Annotated[Access, Depends(reply_reporter)]
 
 
 def hidden(kind: str, item_id: uuid.UUID) -> JSONResponse:
@@ -139,16 +166,3 @@ def forbidden(detail: str) -> JSONResponse:
     response = problem(403, "forbidden", detail)
     response.headers[DENIAL_HEADER] = ROLE
     return response
-
-
-async def may_act_on(session: AsyncSession, access: Access, alert_id: uuid.UUID) -> bool:
-    """Whether the caller may act on this alert (True for an unknown id: the action then
-    answers its own 404). Checked just before the action, in its own short read."""
-    if not access.scoped:
-        return True
-    row = (
-        await session.execute(
-            select(Alert.owner_id, Alert.escalated_to).where(Alert.id == alert_id)
-        )
-    ).first()
-    return row is None or access.sees(row.owner_id, row.escalated_to)

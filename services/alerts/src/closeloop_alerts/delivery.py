@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -67,46 +66,11 @@ __all__ = [
     "make_client",
     "parse_retry_after",
     "render_payload",
-    "send_webhook",
     "signed_headers",
 ]
 
 
-# --- Sending and the retry policy ---------------------------------------------------------------
-
-
-async def send_webhook(
-    client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: bytes
-) -> AttemptResult:
-    """POST one signed webhook; never raises for HTTP or network failures."""
-    attempted_at = utcnow()
-    headers = signed_headers(secret, msg_id, body, attempted_at)
-    started = time.perf_counter()
-    status_code: int | None = None
-    error: str | None = None
-    retry_after: float | None = None
-    try:
-        request = client.build_request("POST", url, content=body, headers=headers)
-        # Streamed and closed unread: only the status matters, and a hostile receiver must
-        # not make us buffer an endless body.
-        response = await client.send(request, stream=True, follow_redirects=False)
-        await response.aclose()
-        status_code = response.status_code
-        if not 200 <= status_code < 300:
-            error = f"HTTP {status_code}"
-            retry_after = parse_retry_after(response.headers.get("retry-after"), utcnow())
-    except httpx.TimeoutException as exc:
-        error = f"timeout ({type(exc).__name__})"
-    except httpx.HTTPError as exc:
-        # The exception text names the failure (refused, DNS); the URL is not logged.
-        error = f"{type(exc).__name__}: {exc}"[:500]
-    return AttemptResult(
-        attempted_at=attempted_at,
-        duration_s=time.perf_counter() - started,
-        status_code=status_code,
-        error=error,
-        retry_after_s=retry_after,
-    )
+# --- The retry policy (sending is the Notifier's, always behind the SSRF guard) -----------------
 
 
 @dataclass(frozen=True)

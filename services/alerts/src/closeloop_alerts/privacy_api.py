@@ -1,4 +1,8 @@
-"""``POST /v1/privacy/erasures``: erase a customer's data (the gateway requires ``admin``)."""
+"""``POST /v1/privacy/erasures``: erase a customer's data.
+
+Admin only: the gateway requires the ``admin`` scope, and this service refuses (403) any
+role but ``admin`` when the gateway names one; internal callers without a role header
+(operators on the private network, tests) may erase as before."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from closeloop_alerts import privacy
+from closeloop_alerts.access import AdminAccess
 from closeloop_alerts.routes import ApiContext
 from closeloop_shared.http.observability import problem
 
@@ -65,11 +70,15 @@ def _context(request: Request) -> ApiContext:
     "/privacy/erasures",
     status_code=201,
     response_model=ErasureOut,
-    responses={422: {"description": "No identifier, or an invalid one (JSON error)"}},
+    responses={
+        403: {"description": "The caller's role is not admin (JSON error)"},
+        422: {"description": "No identifier, or an invalid one (JSON error)"},
+    },
 )
 async def request_erasure(
     body: ErasureIn,
     context: Annotated[ApiContext, Depends(_context)],
+    _admin: AdminAccess,
     actor: Annotated[str | None, Header(alias="X-Closeloop-Actor", max_length=256)] = None,
 ) -> ErasureOut | JSONResponse:
     """Erase (anonymise) every stored item of the customer; recorded, idempotent."""

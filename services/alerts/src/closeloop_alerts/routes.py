@@ -21,12 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import kpis, repository, service
 from closeloop_alerts.access import (
-    Access,
     AdminAccess,
     CallerAccess,
+    ReporterAccess,
+    Role,
     forbidden,
     hidden,
-    may_act_on,
 )
 from closeloop_alerts.models import OwnerRecord, TargetHealth
 from closeloop_alerts.outbound import Allowlist, BlockedURL, UnresolvableHost, check_url
@@ -39,6 +39,7 @@ from closeloop_alerts.schemas import (
     AlertPage,
     AssignIn,
     CommentIn,
+    CustomerReplyReceiptOut,
     CustomerReplyStatusIn,
     DeliveryOut,
     DryRunIn,
@@ -168,14 +169,11 @@ async def get_alert(
     )
 
 
-async def _may_act(context: ApiContext, access: Access, alert_id: uuid.UUID) -> bool:
-    async with context.sessionmaker() as session:
-        return await may_act_on(session, access, alert_id)
-
-
 def answer(result: service.Result, alert_id: uuid.UUID) -> AlertOut | JSONResponse:
     if isinstance(result, service.NotFound):
         return _not_found("alert", alert_id)
+    if isinstance(result, service.Hidden):
+        return hidden("alert", alert_id)
     if isinstance(result, service.Conflict):
         allowed = " or ".join(sorted(status.value for status in result.allowed))
         return problem(
@@ -201,9 +199,9 @@ async def acknowledge_alert(
     alert_id: uuid.UUID, context: Context, access: CallerAccess, actor: Actor = None
 ) -> AlertOut | JSONResponse:
     """open → acknowledged."""
-    if not await _may_act(context, access, alert_id):
-        return hidden("alert", alert_id)
-    result = await context.lifecycle.transition(alert_id, service.ACKNOWLEDGE, actor=actor)
+    result = await context.lifecycle.transition(
+        alert_id, service.ACKNOWLEDGE, actor=actor, team=access.team
+    )
     return answer(result, alert_id)
 
 
@@ -217,14 +215,13 @@ async def resolve_alert(
 ) -> AlertOut | JSONResponse:
     """open or acknowledged → resolved, with a required note, an optional root cause and an
     optional reply to the customer (published for the channel system to deliver)."""
-    if not await _may_act(context, access, alert_id):
-        return hidden("alert", alert_id)
     result = await context.lifecycle.resolve(
         alert_id,
         actor=actor,
         note=body.note,
         root_cause=body.root_cause,
         customer_reply=body.customer_reply,
+        team=access.team,
     )
     return answer(result, alert_id)
 
@@ -234,9 +231,8 @@ async def reopen_alert(
     alert_id: uuid.UUID, body: ReopenIn, context: Context, access: CallerAccess, actor: Actor = None
 ) -> AlertOut | JSONResponse:
     """resolved → open again (fresh SLA clocks), with a required note."""
-    if not await _may_act(context, access, alert_id):
-        return hidden("alert", alert_id)
-    return answer(await context.lifecycle.reopen(alert_id, actor=actor, note=body.note), alert_id)
+    result = await context.lifecycle.reopen(alert_id, actor=actor, note=body.note, team=access.team)
+    return answer(result, alert_id)
 
 
 @router.post("/alerts/{alert_id}/assign", response_model=AlertOut, responses=_CHANGE_ERRORS)
@@ -244,12 +240,15 @@ async def assign_alert(
     alert_id: uuid.UUID, body: AssignIn, context: Context, access: CallerAccess, actor: Actor = None
 ) -> AlertOut | JSONResponse:
     """Assign to a person and/or hand over to another owner (who is notified)."""
-    if not await _may_act(context, access, alert_id):
-        return hidden("alert", alert_id)
     if not access.may_assign_to(body.owner):
         return forbidden("Agents do not assign; a lead assigns within the team.")
     result = await context.lifecycle.assign(
-        alert_id, actor=actor, assignee=body.assignee, owner_id=body.owner, note=body.note
+        alert_id,
+        actor=actor,
+        assignee=body.assignee,
+        owner_id=body.owner,
+        note=body.note,
+        team=access.team,
     )
     return answer(result, alert_id)
 
@@ -263,9 +262,10 @@ async def comment_alert(
     actor: Actor = None,
 ) -> AlertOut | JSONResponse:
     """Add a comment to the alert's history (any state)."""
-    if not await _may_act(context, access, alert_id):
-        return hidden("alert", alert_id)
-    return answer(await context.lifecycle.comment(alert_id, actor=actor, text=body.text), alert_id)
+    result = await context.lifecycle.comment(
+        alert_id, actor=actor, text=body.text, team=access.team
+    )
+    return answer(result, alert_id)
 
 
 @router.post("/alerts/{alert_id}/escalate", response_model=AlertOut, responses=_CHANGE_ERRORS)
@@ -277,28 +277,34 @@ async def escalate_alert(
     actor: Actor = None,
 ) -> AlertOut | JSONResponse:
     """Escalate now: to ``to_owner`` or up the escalation chain (who is notified)."""
-    if not await _may_act(context, access, alert_id):
-        return hidden("alert", alert_id)
     result = await context.lifecycle.escalate(
-        alert_id, actor=actor, note=body.note, to_owner=body.to_owner
+        alert_id, actor=actor, note=body.note, to_owner=body.to_owner, team=access.team
     )
     return answer(result, alert_id)
 
 
-@router.post("/alerts/{alert_id}/customer-reply", response_model=AlertOut, responses=_ERRORS)
+@router.post(
+    "/alerts/{alert_id}/customer-reply",
+    response_model=AlertOut | CustomerReplyReceiptOut,
+    responses=_ERRORS,
+)
 async def report_customer_reply(
     alert_id: uuid.UUID,
     body: CustomerReplyStatusIn,
     context: Context,
-    access: CallerAccess,
+    access: ReporterAccess,
     actor: Actor = None,
-) -> AlertOut | JSONResponse:
-    """For channel systems: report whether the reply reached the customer (sent / failed)."""
-    if not await _may_act(context, access, alert_id):
-        return hidden("alert", alert_id)
+) -> AlertOut | CustomerReplyReceiptOut | JSONResponse:
+    """For channel systems: report whether the reply reached the customer (sent / failed).
+
+    A channel key (role ``channel``) may report on any alert's reply but reads no alert:
+    it gets the reply's state only. Agents and leads report on their team's alerts and,
+    like everyone else, get the alert."""
     result = await context.lifecycle.record_customer_reply(
-        alert_id, actor=actor, status=body.status, detail=body.detail
+        alert_id, actor=actor, status=body.status, detail=body.detail, team=access.team
     )
+    if access.role is Role.CHANNEL and isinstance(result, service.Changed):
+        return CustomerReplyReceiptOut.of(result.alert)
     return answer(result, alert_id)
 
 
@@ -368,6 +374,7 @@ def _owner_out(
         if hours
         else None,
         escalation_owner=owner.escalation_owner,
+        redact_pii=owner.redact_pii,
         managed_by=record.managed_by if record else "file",
         targets=targets,
         updated_at=record.updated_at if record else None,

@@ -107,6 +107,33 @@ class CustomerReplyOut(_Out):
     requested_at: datetime | None
     detail: str | None
 
+    @classmethod
+    def of(cls, row: Alert) -> CustomerReplyOut | None:
+        """The alert's reply, or None when its resolution carried none."""
+        if row.customer_reply_status is None:
+            return None
+        return cls(
+            text=row.customer_reply,
+            status=row.customer_reply_status,
+            requested_at=row.customer_reply_at,
+            detail=row.customer_reply_detail,
+        )
+
+
+class CustomerReplyReceiptOut(_Out):
+    """What a channel system gets for its report: the reply's state, nothing of the alert
+    (a channel key reads no alerts)."""
+
+    alert_id: uuid.UUID
+    feedback_id: uuid.UUID
+    customer_reply: CustomerReplyOut
+
+    @classmethod
+    def of(cls, row: Alert) -> CustomerReplyReceiptOut:
+        reply = CustomerReplyOut.of(row)
+        assert reply is not None  # a report needs a reply (else 422 no_customer_reply)
+        return cls(alert_id=row.id, feedback_id=row.feedback_id, customer_reply=reply)
+
 
 class AlertOut(_Out):
     id: uuid.UUID
@@ -157,14 +184,7 @@ class AlertOut(_Out):
                 acknowledge_breached_at=row.ack_breached_at,
                 resolve_breached_at=row.resolve_breached_at,
             ),
-            customer_reply=CustomerReplyOut(
-                text=row.customer_reply,
-                status=row.customer_reply_status,
-                requested_at=row.customer_reply_at,
-                detail=row.customer_reply_detail,
-            )
-            if row.customer_reply_status is not None
-            else None,
+            customer_reply=CustomerReplyOut.of(row),
             id=row.id,
             feedback_id=row.feedback_id,
             status=AlertStatus(row.status),
@@ -389,6 +409,11 @@ class OwnerOut(_Out):
     timezone: str | None
     working_hours: WorkingHoursOut | None
     escalation_owner: str | None
+    redact_pii: bool | None = Field(
+        default=None,
+        description="Mask personal data in this owner's notifications: true for every "
+        "target, false for none; null: chat tools and e-mail masked, webhooks not.",
+    )
     managed_by: str = Field(description="file (seeded from the routing file) or api.")
     targets: list[TargetOut]
     updated_at: datetime | None

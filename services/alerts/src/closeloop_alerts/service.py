@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import repository
+from closeloop_alerts.access import sees
 from closeloop_alerts.clock import Clock, system_clock
 from closeloop_alerts.metrics import (
     ALERTS_MERGED,
@@ -485,6 +486,11 @@ class NotFound:
 
 
 @dataclass(frozen=True)
+class Hidden:
+    """The alert exists but is not the caller's team's (answered like an unknown id)."""
+
+
+@dataclass(frozen=True)
 class Conflict:
     status: AlertStatus
     verb: str = field(default="", compare=False)
@@ -499,7 +505,7 @@ class Invalid:
     detail: str
 
 
-Result = Changed | NotFound | Conflict | Invalid
+Result = Changed | NotFound | Hidden | Conflict | Invalid
 
 
 @dataclass
@@ -555,13 +561,22 @@ class Lifecycle:
     on_deliveries: Callable[[], None] = lambda: None
     first_delay_s: float = 0.0
 
-    async def _apply(self, alert_id: uuid.UUID, action: Action, log_as: str) -> Result:
+    async def _apply(
+        self, alert_id: uuid.UUID, action: Action, log_as: str, team: str | None
+    ) -> Result:
+        """Lock the alert, check the caller's team may act on it, act, record the effects.
+
+        The team check reads the locked row in the action's own transaction: a separate
+        read before it would let the alert be handed to another team in between (the
+        change is then refused, as if the alert did not exist)."""
         effects = Effects([], [], [])
         async with self.sessionmaker() as session, session.begin():
             # Locked, so two concurrent changes of one alert serialise.
             alert = await repository.lock_alert(session, alert_id)
             if alert is None:
                 return NotFound()
+            if not sees(team, alert.owner_id, alert.escalated_to):
+                return Hidden()
             now = self.clock()
             refused = await action(session, alert, now, effects)
             if refused is not None:
@@ -591,7 +606,11 @@ class Lifecycle:
         *,
         actor: str | None,
         note: str | None = None,
+        team: str | None = None,
     ) -> Result:
+        """``team`` (here and in the other changes): act only on an alert that team owns or
+        that was escalated to it (None: any alert); otherwise :class:`Hidden`."""
+
         async def act(
             session: AsyncSession, alert: Alert, now: datetime, effects: Effects
         ) -> Conflict | None:
@@ -610,7 +629,7 @@ class Lifecycle:
             )
             return None
 
-        return await self._apply(alert_id, act, transition.verb)
+        return await self._apply(alert_id, act, transition.verb, team)
 
     async def resolve(
         self,
@@ -620,6 +639,7 @@ class Lifecycle:
         note: str,
         root_cause: str | None = None,
         customer_reply: str | None = None,
+        team: str | None = None,
     ) -> Result:
         allowed = self.routing.router.config.root_causes
         if root_cause is not None and allowed is not None and root_cause not in allowed:
@@ -680,9 +700,11 @@ class Lifecycle:
             effects.outbox.insert(0, alert_event_row(alert, None, actor=actor, note=note, now=now))
             return None
 
-        return await self._apply(alert_id, act, "resolve")
+        return await self._apply(alert_id, act, "resolve", team)
 
-    async def reopen(self, alert_id: uuid.UUID, *, actor: str | None, note: str) -> Result:
+    async def reopen(
+        self, alert_id: uuid.UUID, *, actor: str | None, note: str, team: str | None = None
+    ) -> Result:
         router = self.routing.router
 
         async def act(
@@ -710,9 +732,11 @@ class Lifecycle:
             )
             return None
 
-        return await self._apply(alert_id, act, "reopen")
+        return await self._apply(alert_id, act, "reopen", team)
 
-    async def comment(self, alert_id: uuid.UUID, *, actor: str | None, text: str) -> Result:
+    async def comment(
+        self, alert_id: uuid.UUID, *, actor: str | None, text: str, team: str | None = None
+    ) -> Result:
         async def act(session: AsyncSession, alert: Alert, now: datetime, effects: Effects) -> None:
             effects.record(
                 alert,
@@ -725,7 +749,7 @@ class Lifecycle:
             )
             return None
 
-        return await self._apply(alert_id, act, "comment")
+        return await self._apply(alert_id, act, "comment", team)
 
     async def assign(
         self,
@@ -735,6 +759,7 @@ class Lifecycle:
         assignee: str | None,
         owner_id: str | None,
         note: str | None,
+        team: str | None = None,
     ) -> Result:
         router = self.routing.router
         new_owner = router.owner(owner_id) if owner_id is not None else None
@@ -772,10 +797,16 @@ class Lifecycle:
             )
             return None
 
-        return await self._apply(alert_id, act, "assign")
+        return await self._apply(alert_id, act, "assign", team)
 
     async def escalate(
-        self, alert_id: uuid.UUID, *, actor: str | None, note: str | None, to_owner: str | None
+        self,
+        alert_id: uuid.UUID,
+        *,
+        actor: str | None,
+        note: str | None,
+        to_owner: str | None,
+        team: str | None = None,
     ) -> Result:
         router = self.routing.router
         target = router.owner(to_owner) if to_owner is not None else None
@@ -798,13 +829,19 @@ class Lifecycle:
             _escalate(alert, chosen, router, now, actor, note, effects, self._first_delay(), None)
             return None
 
-        result = await self._apply(alert_id, act, "escalate")
+        result = await self._apply(alert_id, act, "escalate", team)
         if isinstance(result, Changed):
             ESCALATIONS.labels("manual").inc()
         return result
 
     async def record_customer_reply(
-        self, alert_id: uuid.UUID, *, actor: str | None, status: str, detail: str | None
+        self,
+        alert_id: uuid.UUID,
+        *,
+        actor: str | None,
+        status: str,
+        detail: str | None,
+        team: str | None = None,
     ) -> Result:
         """A channel system reports whether it delivered the reply (sent / failed)."""
 
@@ -828,7 +865,7 @@ class Lifecycle:
             )
             return None
 
-        return await self._apply(alert_id, act, "customer_reply")
+        return await self._apply(alert_id, act, "customer_reply", team)
 
 
 async def change_status(
