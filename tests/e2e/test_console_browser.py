@@ -10,6 +10,7 @@ are saved under ``test-artifacts/console/``.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -144,6 +145,23 @@ async def _sign_in(page: Page, gateway: str, key: str, name: str) -> None:
     await expect(page.get_by_test_id("who")).to_have_text(name)
 
 
+async def _audited_team_refusal(
+    gateway: str, auth: dict[str, str], key_id: str
+) -> tuple[str, str] | None:
+    """The route and key name of the key's team-scope refusal in the access audit, once the
+    audit's buffer (written about every second) has it; None if it never comes."""
+    query = {"kind": "denied", "reason": "team_scope", "key_id": key_id}
+    async with httpx.AsyncClient(base_url=gateway, timeout=15) as client:
+        for _ in range(100):
+            page = await client.get("/v1/audit", headers=auth, params=query)
+            assert page.status_code == 200, page.text
+            if page.json()["items"]:
+                entry = page.json()["items"][0]
+                return entry["route"], entry["key_name"]
+            await asyncio.sleep(0.2)
+    return None
+
+
 async def _dashboard_figure(page: Page, gateway: str, test_id: str) -> str:
     await page.goto(gateway + "/console/dashboard")
     return (await page.get_by_test_id(test_id).inner_text()).strip()
@@ -261,6 +279,11 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
     assert response is not None
     assert response.status == 404
     await outsider.close()
+    # The refusal is in the gateway's access audit, like one through the API.
+    assert await _audited_team_refusal(gateway, auth, created.json()["id"]) == (
+        "/console/alerts/{alert_id}",
+        "hotline-agent",
+    )
 
     # A phone, in Chinese (the browser's language picks it).
     phone = await browser.new_context(

@@ -6,8 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import SecretStr, ValidationError
 
 from closeloop_gateway.console import views
+from closeloop_gateway.console.config import ConsoleSettings
 from closeloop_gateway.console.i18n import EN, ZH, Translator, negotiate
 from closeloop_gateway.console.session import SessionCodec
 
@@ -157,3 +159,9 @@ def test_session_cookie_round_trip_and_tamper() -> None:
     assert other.loads(codec.dumps(session)) is None
     assert codec.loads(codec.dumps(session)[:-2] + "xx") is None
     assert codec.loads(None) is None
+
+
+def test_a_short_session_secret_is_refused() -> None:
+    with pytest.raises(ValidationError):
+        ConsoleSettings(session_secret=SecretStr("too short"))
+    assert len(ConsoleSettings().session_secret.get_secret_value()) >= 32

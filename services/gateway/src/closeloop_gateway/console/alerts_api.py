@@ -16,17 +16,20 @@ from urllib.parse import urlencode
 import orjson
 
 from closeloop_gateway.auth import Principal
-from closeloop_gateway.proxy import Upstream, UpstreamUnavailable
+from closeloop_gateway.proxy import DENIAL_HEADER, Upstream, UpstreamUnavailable
 
 
 class AlertsError(Exception):
     """The alerts service refused (4xx) or could not be reached (503)."""
 
-    def __init__(self, status: int, code: str, detail: str) -> None:
+    def __init__(self, status: int, code: str, detail: str, denied: str | None = None) -> None:
         super().__init__(f"{status} {code}: {detail}")
         self.status = status
         self.code = code
         self.detail = detail
+        # The alerts service's reason when it refused by role or team (X-Closeloop-Denied),
+        # for the gateway's access audit; never shown to the person.
+        self.denied = denied
 
 
 def upstream_headers(principal: Principal, display_name: str | None) -> list[tuple[bytes, bytes]]:
@@ -104,9 +107,18 @@ class AlertsApi:
             error = data.get("error") if isinstance(data, dict) else None
             if not isinstance(error, dict):
                 error = {}
+            denied = next(
+                (
+                    v.decode("latin-1")[:64]
+                    for k, v in answer.raw_headers
+                    if k.lower() == DENIAL_HEADER
+                ),
+                None,
+            )
             raise AlertsError(
                 answer.status_code,
                 str(error.get("code", "upstream_error")),
                 str(error.get("detail", f"The alerts service answered {answer.status_code}.")),
+                denied,
             )
         return data

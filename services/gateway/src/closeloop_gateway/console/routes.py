@@ -23,7 +23,15 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from closeloop_gateway.auth import DATABASE_ERRORS, Principal, Scope, hash_key, is_well_formed
+from closeloop_gateway.auth import (
+    DATABASE_ERRORS,
+    DENIAL_KEY,
+    PRINCIPAL_KEY,
+    Principal,
+    Scope,
+    hash_key,
+    is_well_formed,
+)
 from closeloop_gateway.console import views
 from closeloop_gateway.console.alerts_api import AlertsApi, AlertsError, upstream_headers
 from closeloop_gateway.console.assets import Assets
@@ -40,7 +48,7 @@ from closeloop_gateway.console.session import (
 from closeloop_gateway.errors import ProblemError
 from closeloop_gateway.limits import check_declared_length
 from closeloop_gateway.metrics import RATE_LIMITED
-from closeloop_gateway.proxy import ALERTS, Proxy
+from closeloop_gateway.proxy import ALERTS, Proxy, RawRoute
 from closeloop_shared.http.observability import problem
 from closeloop_shared.logging import get_logger
 
@@ -117,6 +125,8 @@ class Console:
         principal = await _principal(request, session.key_hash)
         if principal is None or not principal.allows(Scope.ALERTS_READ):
             raise SignInRequired
+        # Who is asking, for the gateway's access audit (as on the API routes).
+        request.scope[PRINCIPAL_KEY] = principal
         _charge(request, principal)
         proxy: Proxy = request.app.state.proxy
         api = AlertsApi(proxy.upstreams[ALERTS], upstream_headers(principal, session.display_name))
@@ -196,6 +206,8 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except views.FilterError as error:
             response = console.error(request, 422, "invalid_request", str(error))
         except AlertsError as error:
+            if error.denied is not None:
+                request.scope[DENIAL_KEY] = error.denied
             response = console.error(request, error.status, error.code, error.detail)
         except ProblemError as error:
             response = console.error(request, error.status, error.code, error.detail)
@@ -276,7 +288,9 @@ async def sign_in(request: Request, console: Console) -> Response:
     name = _field(form, "name")
     target = _safe_next(_field(form, "next"))
 
-    def refuse(status: int, failure: str) -> Response:
+    def refuse(status: int, failure: str, audit_reason: str | None = None) -> Response:
+        if audit_reason is not None:
+            request.scope[DENIAL_KEY] = audit_reason
         return console.render(request, "sign_in.html", status=status, next=target, failure=failure)
 
     if not is_well_formed(key):
@@ -286,9 +300,10 @@ async def sign_in(request: Request, console: Console) -> Response:
     key_hash = hash_key(key)
     principal = await _principal(request, key_hash)
     if principal is None:
-        return refuse(401, "unknown_key")
+        return refuse(401, "unknown_key", "invalid")
+    request.scope[PRINCIPAL_KEY] = principal
     if not principal.allows(Scope.ALERTS_READ):
-        return refuse(403, "no_read_scope")
+        return refuse(403, "no_read_scope", "insufficient_scope")
     log.info("console_sign_in", key_id=str(principal.id), named=name is not None)
     response = RedirectResponse(target, status_code=303)
     _set_session(request, response, console, console.sessions.new(key_hash, name))
@@ -587,7 +602,11 @@ def install_console(app: FastAPI, settings: ConsoleSettings | None = None) -> Co
         ("/console/dashboard", dashboard, ["GET"]),
     ]
     for path, handler, methods in routes:
-        app.router.add_route(path, page(handler), methods=methods, include_in_schema=False)
+        # RawRoute: matched like an API route (so the access audit sees its template),
+        # served as a plain Starlette endpoint.
+        app.router.routes.append(
+            RawRoute(path, page(handler), methods=methods, include_in_schema=False)
+        )
     app.router.add_route(
         "/console/static/{version}/{name}",
         console.assets.serve,
