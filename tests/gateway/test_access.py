@@ -58,7 +58,7 @@ async def test_roles_set_default_scopes_and_scopes_only_narrow(
     assert (channel["role"], channel["team"], channel["scopes"]) == (
         "channel",
         None,
-        ["feedback:write"],
+        ["feedback:write", "replies:write"],
     )
     # Clients from before roles: the role follows the scopes.
     legacy = await create(gateway, name="old-crm", scopes=["feedback:write"])
@@ -66,7 +66,13 @@ async def test_roles_set_default_scopes_and_scopes_only_narrow(
     legacy_support = await create(gateway, name="old-desk", scopes=["alerts:read"])
     assert (legacy_support["role"], legacy_support["scopes"]) == ("admin", ["alerts:read"])
     admin = await create(gateway, name="ops", role="admin")
-    assert admin["scopes"] == ["admin", "alerts:read", "alerts:write", "feedback:write"]
+    assert admin["scopes"] == [
+        "admin",
+        "alerts:read",
+        "alerts:write",
+        "feedback:write",
+        "replies:write",
+    ]
 
     listed = (await gateway.get(KEYS, headers=bearer(ADMIN_KEY))).json()["items"]
     by_id = {item["id"]: item for item in listed}
@@ -79,6 +85,7 @@ async def test_roles_set_default_scopes_and_scopes_only_narrow(
         {"name": "x", "role": "agent"},  # no team
         {"name": "x", "role": "admin", "team": "hotline-team"},  # a team without a team role
         {"name": "x", "role": "channel", "scopes": ["alerts:read"]},  # beyond the role
+        {"name": "x", "role": "agent", "team": "t", "scopes": ["replies:write"]},
         {"name": "x", "role": "agent", "team": "t", "scopes": ["admin"]},
         {"name": "x", "role": "root"},
         {"name": "x", "role": "agent", "team": "bad\nteam"},
@@ -314,3 +321,137 @@ async def test_a_database_outage_never_turns_a_denial_into_a_500(
         assert len(access_audit) == 3
         exposition = (await gateway.get("/metrics")).text
         assert "closeloop_gateway_access_audit_write_failures_total" in exposition
+
+
+JSON = {"Content-Type": "application/json"}
+ERASURES = "/v1/privacy/erasures"
+
+
+async def test_erasure_is_admin_only_and_every_one_is_audited(
+    gateway: httpx.AsyncClient, alerts: FakeUpstream
+) -> None:
+    erased = (
+        b'{"id": "5b0c2f4e-3d7a-4f0e-9f1a-2b3c4d5e6f70", "requested_at": "2026-11-22T18:00:00Z",'
+        b' "counts": {"feedback": 2, "alerts": 1, "customer_identities": 2,'
+        b' "alert_identities": 1, "audit_entries_masked": 3, "outbox_events": 0}}'
+    )
+    alerts.script(ERASURES, Reply(201, erased), Reply(201, erased))
+    body = b'{"email": "ann@example.com", "reference": "DSR-7"}'
+    forwarded_before = len(alerts.at(ERASURES))
+
+    # Agents, leads and channel systems never get the request through, whatever they send.
+    refused_keys = [
+        await create(gateway, name="erase-agent", role="agent", team="hotline-team"),
+        await create(gateway, name="erase-lead", role="lead", team="hotline-team"),
+        await create(gateway, name="erase-channel", role="channel"),
+        await create(gateway, name="erase-all-scopes", scopes=["alerts:read", "alerts:write"]),
+    ]
+    for key in refused_keys:
+        refused = await gateway.post(ERASURES, content=body, headers={**bearer(key["key"]), **JSON})
+        assert refused.status_code == 403, key["name"]
+        assert refused.json()["error"]["required_scope"] == "admin"
+    assert len(alerts.at(ERASURES)) == forwarded_before
+
+    done = await gateway.post(ERASURES, content=body, headers={**bearer(ADMIN_KEY), **JSON})
+    assert done.status_code == 201
+    assert done.json()["counts"]["feedback"] == 2
+    seen = alerts.last(ERASURES)
+    assert (seen.method, seen.body) == ("POST", body)
+    assert seen.header("x-closeloop-role") == "admin"
+    assert seen.header("x-closeloop-actor") == "bootstrap-admin"
+    # A repeat is an erasure request like any other: audited again.
+    again = await gateway.post(ERASURES, content=body, headers={**bearer(ADMIN_KEY), **JSON})
+    assert again.status_code == 201
+
+    entries = await audit(gateway, route=ERASURES)
+    privileged = [e for e in entries if e["kind"] == "privileged"]
+    assert [(e["method"], e["status"], e["key_name"], e["role"]) for e in privileged] == [
+        ("POST", 201, "bootstrap-admin", "admin"),
+        ("POST", 201, "bootstrap-admin", "admin"),
+    ]
+    denied = {(e["key_name"], e["status"], e["reason"]) for e in entries if e["kind"] == "denied"}
+    assert denied == {(key["name"], 403, "insufficient_scope") for key in refused_keys}
+    # Never the identifiers themselves.
+    everything = (await gateway.get("/v1/audit?limit=500", headers=bearer(ADMIN_KEY))).text
+    assert "ann@example.com" not in everything
+    assert "DSR-7" not in everything
+
+
+async def test_a_refused_erasure_upstream_is_audited_with_its_status(
+    gateway: httpx.AsyncClient, alerts: FakeUpstream
+) -> None:
+    alerts.script(
+        ERASURES,
+        Reply(
+            422,
+            b'{"error": {"code": "invalid_identifier", "detail": "None can identify anyone."}}',
+        ),
+    )
+    response = await gateway.post(
+        ERASURES, content=b'{"phone": "12"}', headers={**bearer(ADMIN_KEY), **JSON}
+    )
+    assert response.status_code == 422
+    entries = await audit(gateway, route=ERASURES, status=422)
+    assert [(e["kind"], e["key_name"]) for e in entries] == [("privileged", "bootstrap-admin")]
+
+
+async def test_a_channel_key_reports_reply_delivery_and_nothing_else(
+    gateway: httpx.AsyncClient, alerts: FakeUpstream
+) -> None:
+    channel = await create(gateway, name="mail-gateway", role="channel")
+    feedback_only = await create(
+        gateway, name="crm-sync", role="channel", scopes=["feedback:write"]
+    )
+    agent = await create(gateway, name="fay", role="agent", team="hotline-team")
+    reader = await create(
+        gateway, name="gus", role="lead", team="hotline-team", scopes=["alerts:read"]
+    )
+    alert_id = uuid.uuid4()
+    path = f"/v1/alerts/{alert_id}/customer-reply"
+    receipt = (
+        b'{"alert_id": "'
+        + str(alert_id).encode()
+        + b'", "feedback_id": "'
+        + str(uuid.uuid4()).encode()
+        + b'", "customer_reply": {"text": "Sorry", "status": '
+        b'"sent", "requested_at": "2026-11-22T18:00:00Z", "detail": null}}'
+    )
+    alerts.script(path, Reply(200, receipt), Reply(200, b"{}"))
+    body = b'{"status": "sent"}'
+
+    reported = await gateway.post(path, content=body, headers={**bearer(channel["key"]), **JSON})
+    assert reported.status_code == 200
+    assert reported.json()["customer_reply"]["status"] == "sent"
+    seen = alerts.last(path)
+    assert (seen.header("x-closeloop-role"), seen.header("x-closeloop-actor")) == (
+        "channel",
+        "mail-gateway",
+    )
+    # alerts:write implies replies:write: agents report as they always could.
+    by_agent = await gateway.post(path, content=body, headers={**bearer(agent["key"]), **JSON})
+    assert by_agent.status_code == 200
+    assert alerts.last(path).header("x-closeloop-role") == "agent"
+
+    forwarded = len(alerts.at(path))
+    for key in (feedback_only, reader):
+        refused = await gateway.post(path, content=body, headers={**bearer(key["key"]), **JSON})
+        assert refused.status_code == 403, key["name"]
+        assert refused.json()["error"]["required_scope"] == "replies:write"
+    assert len(alerts.at(path)) == forwarded
+
+    # The scope opens this one route: every other alerts route stays closed to a channel.
+    key = bearer(channel["key"])
+    alerts_before = len(alerts.received)
+    for method, url, content in (
+        ("GET", "/v1/alerts", None),
+        ("GET", f"/v1/alerts/{alert_id}", None),
+        ("POST", f"/v1/alerts/{alert_id}/acknowledge", None),
+        ("POST", f"/v1/alerts/{alert_id}/resolve", b'{"note": "x"}'),
+        ("POST", f"/v1/alerts/{alert_id}/comments", b'{"text": "x"}'),
+        ("GET", "/v1/owners", None),
+        ("GET", "/v1/kpis", None),
+        ("POST", ERASURES, b'{"email": "a@example.com"}'),
+    ):
+        refused = await gateway.request(method, url, content=content, headers={**key, **JSON})
+        assert refused.status_code == 403, (method, url)
+    assert len(alerts.received) == alerts_before

@@ -117,7 +117,7 @@ def test_principal_headers_name_the_key_its_role_and_team() -> None:
 
 
 def test_roles_cap_scopes_and_old_keys_get_a_role_by_their_scopes() -> None:
-    assert ROLE_SCOPES[Role.CHANNEL] == {Scope.FEEDBACK_WRITE}
+    assert ROLE_SCOPES[Role.CHANNEL] == {Scope.FEEDBACK_WRITE, Scope.REPLIES_WRITE}
     assert Scope.ADMIN not in ROLE_SCOPES[Role.AGENT] | ROLE_SCOPES[Role.LEAD]
     assert ROLE_SCOPES[Role.ADMIN] == set(Scope)
     # A row stamped with more than its role allows is held to the role.
@@ -128,6 +128,18 @@ def test_roles_cap_scopes_and_old_keys_get_a_role_by_their_scopes() -> None:
     assert legacy_role(frozenset({Scope.ALERTS_READ})) is Role.ADMIN
     assert legacy_role(frozenset({Scope.FEEDBACK_WRITE, Scope.ALERTS_READ})) is Role.ADMIN
     assert legacy_role(frozenset({Scope.ADMIN})) is Role.ADMIN
+    assert legacy_role(frozenset({Scope.REPLIES_WRITE})) is Role.CHANNEL
+
+
+def test_alerts_write_implies_replies_write_and_nothing_implies_more() -> None:
+    assert principal(Scope.REPLIES_WRITE).allows(Scope.REPLIES_WRITE)
+    assert principal(Scope.ALERTS_WRITE).allows(Scope.REPLIES_WRITE)
+    assert principal(Scope.ADMIN).allows(Scope.REPLIES_WRITE)
+    assert not principal(Scope.ALERTS_READ).allows(Scope.REPLIES_WRITE)
+    assert not principal(Scope.FEEDBACK_WRITE).allows(Scope.REPLIES_WRITE)
+    replier = principal(Scope.REPLIES_WRITE)
+    assert not replier.allows(Scope.ALERTS_WRITE)
+    assert not replier.allows(Scope.ALERTS_READ)
 
 
 async def test_cache_reuses_hits_and_misses_until_the_ttl() -> None:

@@ -12,6 +12,7 @@ from alembic import command
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from closeloop_gateway.auth import Scope
 from closeloop_gateway.migrate import alembic_config, upgrade
 from tests.gateway.support import FakeUpstream, bearer, gateway_settings, running_gateway
 
@@ -77,7 +78,7 @@ async def test_bootstrap_key_is_upserted_rotated_and_never_resurrected(
             assert listed.status_code == 200
             [key] = listed.json()["items"]
             assert key["name"] == "bootstrap-admin"
-            assert key["scopes"] == ["admin", "alerts:read", "alerts:write", "feedback:write"]
+            assert key["scopes"] == sorted(scope.value for scope in Scope)
             assert key["prefix"] == first[:12]
 
     rotated = gateway_settings(ingest.url, alerts.url, bootstrap_admin_key=second)

@@ -588,6 +588,7 @@ PUBLIC_OPERATIONS = {
     ("/v1/alerts/{alert_id}/comments", "post"),
     ("/v1/alerts/{alert_id}/escalate", "post"),
     ("/v1/alerts/{alert_id}/customer-reply", "post"),
+    ("/v1/privacy/erasures", "post"),
     ("/v1/owners", "get"),
     ("/v1/owners/{owner_id}", "get"),
     ("/v1/owners/{owner_id}", "put"),

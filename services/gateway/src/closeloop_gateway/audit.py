@@ -8,8 +8,9 @@ What counts:
 - denied: every 401 and 403 (whoever refused it: the gateway or the alerts service), and
   a 404 the alerts service answered because the alert is not the caller's team's (it says
   so in ``X-Closeloop-Denied``, which the client never sees);
-- privileged: every write under ``/v1/admin/`` (API keys: create, rotate, revoke; customer
-  data deletion) and ``/v1/owners`` (owners, routing), and every DELETE, whatever its outcome.
+- privileged: every write under ``/v1/admin/`` (API keys: create, rotate, revoke),
+  ``/v1/privacy/`` (customer data erasure), ``/v1/owners`` (owners, routing), and every
+  DELETE, whatever its outcome.
 429s are counted by ``closeloop_gateway_rate_limited_total`` only: a flood of them is
 load, not access, and writing a row each would make the flood a database problem.
 
@@ -84,9 +85,9 @@ AUDIT_BUFFERED = Gauge(
 
 _CLOSE_ERRORS: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, TimeoutError)
 _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-# Writes here are privileged: API keys and customer data deletion live under /v1/admin/,
-# owners and routing changes under /v1/owners and /v1/routing/reload.
-_PRIVILEGED_PREFIXES = ("/v1/admin/", "/v1/owners", "/v1/routing/reload")
+# Writes here are privileged: API keys under /v1/admin/, erasures of customer data under
+# /v1/privacy/, owners and routing changes under /v1/owners and /v1/routing/reload.
+_PRIVILEGED_PREFIXES = ("/v1/admin/", "/v1/privacy/", "/v1/owners", "/v1/routing/reload")
 
 
 def is_privileged(method: str, route: str) -> bool:

@@ -48,6 +48,9 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
 
 class Scope(StrEnum):
     FEEDBACK_WRITE = "feedback:write"
+    # Report whether a customer reply was delivered (POST /v1/alerts/{id}/customer-reply):
+    # the one alerts route a channel system needs, since it is the one sending the reply.
+    REPLIES_WRITE = "replies:write"
     ALERTS_READ = "alerts:read"
     ALERTS_WRITE = "alerts:write"
     # Manages API keys, and implies every other scope.
@@ -56,11 +59,16 @@ class Scope(StrEnum):
 
 ALL_SCOPES: frozenset[Scope] = frozenset(Scope)
 
+# Scopes a broader one includes besides ``admin`` (which includes all): whoever may work an
+# alert may also report its reply, as every alerts:write key could before replies:write.
+IMPLIED_BY: dict[Scope, frozenset[Scope]] = {Scope.REPLIES_WRITE: frozenset({Scope.ALERTS_WRITE})}
+
 
 class Role(StrEnum):
     """What kind of caller a key belongs to; decides its scopes' ceiling and what it sees."""
 
-    # A channel system (app backend, contact center) that only posts feedback.
+    # A channel system (app backend, contact center): posts feedback and reports whether
+    # the customer replies it was asked to send got through; reads no alerts.
     CHANNEL = "channel"
     # A support agent: reads and works the alerts of one team (an owner id).
     AGENT = "agent"
@@ -73,7 +81,7 @@ class Role(StrEnum):
 # The most a key of each role may hold; also what it gets when no scopes are asked for.
 # Scopes can narrow a role (a read-only agent key), never widen it.
 ROLE_SCOPES: dict[Role, frozenset[Scope]] = {
-    Role.CHANNEL: frozenset({Scope.FEEDBACK_WRITE}),
+    Role.CHANNEL: frozenset({Scope.FEEDBACK_WRITE, Scope.REPLIES_WRITE}),
     Role.AGENT: frozenset({Scope.ALERTS_READ, Scope.ALERTS_WRITE}),
     Role.LEAD: frozenset({Scope.ALERTS_READ, Scope.ALERTS_WRITE}),
     Role.ADMIN: ALL_SCOPES,
@@ -138,7 +146,12 @@ class Principal:
         object.__setattr__(self, "upstream_headers", tuple(headers))
 
     def allows(self, scope: Scope) -> bool:
-        return scope in self.scopes or Scope.ADMIN in self.scopes
+        held = self.scopes
+        return (
+            scope in held
+            or Scope.ADMIN in held
+            or not held.isdisjoint(IMPLIED_BY.get(scope, frozenset()))
+        )
 
 
 def parse_scopes(values: list[str]) -> frozenset[Scope]:

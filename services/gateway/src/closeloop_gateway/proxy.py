@@ -44,7 +44,9 @@ from closeloop_gateway.schemas import (
     AlertDetail,
     AlertOut,
     AlertPage,
+    CustomerReplyReported,
     DryRunOut,
+    ErasureOut,
     FeedbackDetail,
     ItemAccepted,
     ItemsAccepted,
@@ -684,6 +686,7 @@ def add_ingest_routes(app: FastAPI) -> None:
 
 AlertsReader = Annotated[Authorized, Depends(require(Scope.ALERTS_READ))]
 AlertsWriter = Annotated[Authorized, Depends(require(Scope.ALERTS_WRITE))]
+ReplyReporter = Annotated[Authorized, Depends(require(Scope.REPLIES_WRITE))]
 Admin = Annotated[Authorized, Depends(require(Scope.ADMIN))]
 OwnerId = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$", description="The owner id.")
@@ -804,10 +807,15 @@ async def escalate_alert(alert_id: uuid.UUID, request: Request, caller: AlertsWr
 
 
 async def report_customer_reply(
-    alert_id: uuid.UUID, request: Request, caller: AlertsWriter
+    alert_id: uuid.UUID, request: Request, caller: ReplyReporter
 ) -> Response:
     """For channel systems: report whether the customer reply was sent or failed."""
     return await _forward_json(request, caller, f"/v1/alerts/{alert_id}/customer-reply")
+
+
+async def request_erasure(request: Request, caller: Admin) -> Response:
+    """Erase (anonymise) every stored item of a customer: right to be forgotten."""
+    return await _forward_json(request, caller, "/v1/privacy/erasures")
 
 
 async def list_owners(request: Request, caller: AlertsReader) -> Response:
@@ -969,14 +977,6 @@ def add_alerts_routes(app: FastAPI) -> None:
             "EscalateAlertIn",
             (409,),
         ),
-        (
-            "customer-reply",
-            report_customer_reply,
-            "reportCustomerReply",
-            "Report whether the reply reached the customer (channel systems)",
-            "CustomerReplyStatusIn",
-            (),
-        ),
     ):
         add(
             f"/v1/alerts/{{alert_id}}/{suffix}",
@@ -989,6 +989,41 @@ def add_alerts_routes(app: FastAPI) -> None:
             (404, 413, 415, *errors),
             {"requestBody": _body("application/json", _ref(body))},
         )
+    add(
+        "/v1/alerts/{alert_id}/customer-reply",
+        report_customer_reply,
+        "POST",
+        "reportCustomerReply",
+        "Report whether the reply reached the customer (channel systems)",
+        Scope.REPLIES_WRITE,
+        CustomerReplyReported,
+        (404, 413, 415),
+        {
+            "requestBody": _body("application/json", _ref("CustomerReplyStatusIn")),
+            "description": "Needs `replies:write` (channel keys hold it) or `alerts:write`. "
+            "A channel key gets a `CustomerReplyReceipt` (the reply's state, nothing of the "
+            "alert); other keys get the alert.",
+        },
+    )
+    add(
+        "/v1/privacy/erasures",
+        request_erasure,
+        "POST",
+        "requestErasure",
+        "Erase a customer's data (right to be forgotten)",
+        Scope.ADMIN,
+        ErasureOut,
+        (413, 415),
+        {
+            "requestBody": _body("application/json", _ref("ErasureIn")),
+            "description": "Every stored item carrying one of the identifiers (and the other "
+            "identifiers those items carry) is anonymised: text, customer, subject, replies, "
+            "audit notes; alerts and scores stay for the KPIs. Recorded in the access audit. "
+            "Idempotent: a repeat finds nothing more to erase.",
+        },
+        status=201,
+        tag="privacy",
+    )
     add(
         "/v1/owners",
         list_owners,

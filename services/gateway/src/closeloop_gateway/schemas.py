@@ -10,7 +10,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    field_validator,
+    model_validator,
+)
 
 from closeloop_gateway.auth import ROLE_SCOPES, TEAM_ROLES, Role, Scope, legacy_role
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
@@ -285,6 +293,72 @@ class CustomerReplyStatusIn(BaseModel):
     detail: Annotated[str, Field(max_length=1000)] | None = None
 
 
+class CustomerReplyReceipt(BaseModel):
+    """A channel key's answer to its report: the reply's state, nothing of the alert."""
+
+    model_config = ConfigDict(extra="allow")
+
+    alert_id: uuid.UUID
+    feedback_id: uuid.UUID
+    customer_reply: CustomerReply
+
+
+class CustomerReplyReported(RootModel[AlertOut | CustomerReplyReceipt]):
+    """The alert (keys with alerts:write), or a receipt (channel keys)."""
+
+
+# --- privacy (documentation of the alerts service's erasure API) -------------------------------
+
+# A NUL-free value with something besides whitespace in it.
+ErasureIdentifier = Annotated[
+    str, Field(min_length=1, max_length=320, pattern=r"^[^\x00]*\S[^\x00]*$")
+]
+
+
+class ErasureIn(BaseModel):
+    """At least one identifier of the customer; every stored item carrying any of them is
+    erased, and so is every item carrying another identifier those items had."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["customer_id"]},
+                {"required": ["email"]},
+                {"required": ["phone"]},
+                {"required": ["handle"]},
+            ]
+        },
+    )
+
+    customer_id: ErasureIdentifier | None = None
+    email: ErasureIdentifier | None = None
+    phone: ErasureIdentifier | None = None
+    handle: ErasureIdentifier | None = None
+    reference: Annotated[str, Field(max_length=128, pattern=r"^[^\x00]*$")] | None = Field(
+        default=None, description="Your reference for the request (a ticket id); recorded."
+    )
+
+
+class ErasureCounts(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    feedback: int
+    alerts: int
+    customer_identities: int
+    alert_identities: int
+    audit_entries_masked: int
+    outbox_events: int
+
+
+class ErasureOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: uuid.UUID = Field(description="The erasure's record (alerts.privacy_erasure).")
+    requested_at: AwareDatetime
+    counts: ErasureCounts
+
+
 # --- owners, routing, KPIs (documentation of the alerts service's API) -------------------------
 
 
@@ -318,6 +392,11 @@ class OwnerIn(BaseModel):
     timezone: str | None = Field(default=None, examples=["Asia/Shanghai"])
     working_hours: WorkingHours | None = None
     escalation_owner: OwnerRef | None = None
+    redact_pii: bool | None = Field(
+        default=None,
+        description="Mask personal data in notifications: true for every target, false for "
+        "none; unset: chat tools and e-mail masked, webhooks not.",
+    )
 
 
 class TargetOut(BaseModel):
@@ -341,6 +420,10 @@ class OwnerOut(BaseModel):
     timezone: str | None
     working_hours: WorkingHours | None
     escalation_owner: str | None
+    redact_pii: bool | None = Field(
+        default=None,
+        description="The owner's choice (null: chat tools and e-mail masked, webhooks not).",
+    )
     managed_by: Literal["file", "api"]
     targets: list[TargetOut]
     updated_at: AwareDatetime | None
@@ -452,6 +535,7 @@ ALERT_REQUEST_MODELS: tuple[type[BaseModel], ...] = (
     CustomerReplyStatusIn,
     OwnerIn,
     DryRunIn,
+    ErasureIn,
 )
 
 
