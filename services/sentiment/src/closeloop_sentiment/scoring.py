@@ -58,9 +58,6 @@ from closeloop_sentiment.language import (
 )
 from closeloop_sentiment.linear import (
     LinearModel,
-    chinese_features,
-    english_features,
-    english_tokens,
     sigmoid,
     vader_features,
 )
@@ -73,6 +70,21 @@ from closeloop_shared.contracts.sentiment import Sentiment, SentimentLabel, Urge
 
 MODEL_NAME = "closeloop-lexicon"
 MODEL_VERSION = "2.1.0"
+# The accurate mode: the same rules and lexicons with the TF-IDF heads
+# (en-tfidf, zh-tfidf: character n-grams and jieba words), ~3× slower.
+ACCURATE_MODEL_NAME = "closeloop-accurate"
+
+
+@dataclass(frozen=True)
+class ModelMode:
+    name: str
+    english_head: str
+    chinese_head: str
+
+
+FAST = ModelMode(MODEL_NAME, "en-lr", "zh-lr")
+ACCURATE = ModelMode(ACCURATE_MODEL_NAME, "en-tfidf", "zh-tfidf")
+MODES: Mapping[str, ModelMode] = {"fast": FAST, "accurate": ACCURATE}
 
 ENGLISH_NEUTRAL_BAND = 0.05
 CHINESE_NEUTRAL_BAND = 0.3
@@ -513,14 +525,13 @@ class EnglishModel:
         self._model = model
 
     @classmethod
-    def load(cls, lexicon: EnglishLexiconModel) -> EnglishModel:
-        return cls(lexicon, LinearModel.load("en-lr"))
+    def load(cls, lexicon: EnglishLexiconModel, head: str = "en-lr") -> EnglishModel:
+        return cls(lexicon, LinearModel.load(head))
 
     def head_score(self, text: str, compound: float) -> float:
-        features = english_features(english_tokens(text))
         # Without the bias: a text with no known word and a compound of 0 has no
         # evidence either way and scores 0, not the training set's base rate.
-        logit = self._model.logit(features, vader_features(compound)) - self._model.bias
+        logit = self._model.text_logit(text, vader_features(compound)) - self._model.bias
         return 2.0 * sigmoid(logit) - 1.0
 
     def score(self, text: str) -> float:
@@ -542,8 +553,8 @@ class ChineseLinearModel:
         self._analyzer = analyzer
 
     @classmethod
-    def load(cls, analyzer: SentimentIntensityAnalyzer) -> ChineseLinearModel:
-        return cls(LinearModel.load("zh-lr"), analyzer)
+    def load(cls, analyzer: SentimentIntensityAnalyzer, head: str = "zh-lr") -> ChineseLinearModel:
+        return cls(LinearModel.load(head), analyzer)
 
     def cx_logit(self, text: str) -> tuple[float, bool]:
         """The CX terms' log-odds and whether a negative one matched."""
@@ -559,7 +570,7 @@ class ChineseLinearModel:
         return total, negative
 
     def logit(self, text: str) -> float:
-        logit = self._model.logit(chinese_features(text))
+        logit = self._model.text_logit(text)
         cx, complaint = self.cx_logit(text)
         logit += cx + 0.5 * _emoji_valence(self._analyzer, text)
         if not complaint and _ZH_QUESTION.search(text.strip()):
@@ -590,7 +601,9 @@ class LexiconScorer:
         emotions: EmotionLexicon,
         taxonomy: Taxonomy,
         english_blend: EnglishModel,
+        name: str = MODEL_NAME,
     ) -> None:
+        self._name = name
         self._detector = detector
         self._english = english
         self._chinese = chinese
@@ -599,21 +612,22 @@ class LexiconScorer:
         self._english_blend = english_blend
 
     @classmethod
-    def load(cls, taxonomy: Taxonomy | None = None) -> LexiconScorer:
+    def load(cls, taxonomy: Taxonomy | None = None, mode: ModelMode = FAST) -> LexiconScorer:
         """Load every model from the installed packages (~3 s, no network). Blocking."""
         english = EnglishLexiconModel()
         return cls(
             LanguageDetector.load(),
             english,
-            ChineseLinearModel.load(english.analyzer),
+            ChineseLinearModel.load(english.analyzer, mode.chinese_head),
             EmotionLexicon.load(),
             taxonomy or Taxonomy.default(),
-            EnglishModel.load(english),
+            EnglishModel.load(english, mode.english_head),
+            mode.name,
         )
 
     @property
     def model_name(self) -> str:
-        return MODEL_NAME
+        return self._name
 
     @property
     def model_version(self) -> str:
@@ -640,7 +654,7 @@ class LexiconScorer:
         return [self.score(item, scored_at) for item in items]
 
     def score(self, item: ScoringInput, scored_at: datetime) -> Sentiment:
-        return to_sentiment(self.analyse(item), MODEL_NAME, MODEL_VERSION, scored_at)
+        return to_sentiment(self.analyse(item), self._name, MODEL_VERSION, scored_at)
 
     def analyse(self, item: ScoringInput) -> Analysis:
         text = item.text[:MAX_SCORED_CHARS]

