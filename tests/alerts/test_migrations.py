@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 
 import orjson
 import pytest
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from closeloop_alerts.config import AlertsSettings
-from closeloop_alerts.migrate import upgrade_async
+from closeloop_alerts.migrate import alembic_config, upgrade_async
 from closeloop_alerts.pii import identities, open_customer
 
 pytestmark = pytest.mark.integration
@@ -30,6 +31,12 @@ CUSTOMER = {
     "tier": "gold",
 }
 NOW = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
+
+
+def _downgrade_to(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
 
 
 @pytest.fixture
@@ -138,19 +145,10 @@ async def test_upgrade_twice_changes_nothing_more(
     async with engine.connect() as connection:
         before = (await connection.execute(text("SELECT id, customer FROM alerts.feedback"))).all()
     assert [row.id for row in before] == [converted[0]]
+    # 0004's downgrade keeps customers sealed (it must not write them back in clear), so
+    # upgrading again runs the conversion over rows it converted before.
     async with engine.begin() as connection:
-        await connection.execute(text("UPDATE alerts.alembic_version SET version_num = '0003'"))
-        for statement in (
-            "DROP TRIGGER alert_event_append_only ON alerts.alert_event",
-            "CREATE TRIGGER alert_event_append_only BEFORE UPDATE OR DELETE ON alerts.alert_event"
-            " FOR EACH ROW EXECUTE FUNCTION alerts.refuse_change()",
-            "DROP FUNCTION alerts.guard_alert_event()",
-            "DROP TABLE alerts.privacy_erasure",
-            "CREATE TEMP TABLE kept_identity AS SELECT * FROM alerts.customer_identity",
-            "DROP TABLE alerts.customer_identity",
-            "ALTER TABLE alerts.feedback DROP COLUMN erased_at",
-        ):
-            await connection.execute(text(statement))
+        await connection.run_sync(_downgrade_to, "0003")
     await upgrade_async(database_url)
     async with engine.connect() as connection:
         after = (await connection.execute(text("SELECT id, customer FROM alerts.feedback"))).all()
