@@ -127,6 +127,9 @@ class SentimentScore(Base):
     confidence: Mapped[float] = mapped_column(Float)
     topics: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     urgency: Mapped[str | None] = mapped_column(String(16))
+    # Emotion → intensity (0..1) and "kind: matched text" urgency cues, as scored.
+    emotions: Mapped[dict[str, float]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    urgency_cues: Mapped[list[str]] = mapped_column(JSONB, server_default=text("'[]'::jsonb"))
     # Unbounded: the contract does not limit these, and a length error would dead-letter.
     language: Mapped[str] = mapped_column(Text)
     model: Mapped[str] = mapped_column(Text)

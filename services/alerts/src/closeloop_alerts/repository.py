@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from closeloop_alerts import pii
+from closeloop_alerts.alert_filters import AlertFilters
 from closeloop_alerts.models import (
     Alert,
     AlertEvent,
@@ -151,6 +152,10 @@ async def upsert_scores(session: AsyncSession, rows: Sequence[Row]) -> dict[Scor
                 "score": excluded.score,
                 "confidence": excluded.confidence,
                 "language": excluded.language,
+                "topics": excluded.topics,
+                "urgency": excluded.urgency,
+                "emotions": excluded.emotions,
+                "urgency_cues": excluded.urgency_cues,
                 "scored_at": excluded.scored_at,
             },
             # A late redelivery of an older scoring must not overwrite a newer one.
@@ -335,18 +340,29 @@ class Cursor:
 async def list_alerts(
     session: AsyncSession,
     *,
-    status: str | None,
+    status: str | Sequence[str] | None,
     owner: str | None,
     priority: str | None,
     limit: int,
     cursor: Cursor | None,
     visible: ColumnElement[bool] | None = None,
+    filters: AlertFilters | None = None,
 ) -> tuple[list[tuple[Alert, str]], Cursor | None]:
-    """A page of alerts; ``visible`` limits them to what the caller may see (access.py)."""
+    """A page of alerts; ``visible`` limits them to what the caller may see (access.py),
+    ``filters`` to an item's channel, topic, touchpoint, stage, SLA state or creation time.
+    ``status`` is one status or any of several."""
     statement = select(Alert, Feedback.channel).join(Feedback, Feedback.id == Alert.feedback_id)
     conditions: list[ColumnElement[bool]] = []
-    if status is not None:
+    if filters is not None:
+        if filters.needs_score:
+            statement = statement.join(
+                SentimentScore, SentimentScore.id == Alert.sentiment_score_id
+            )
+        conditions.extend(filters.conditions())
+    if isinstance(status, str):
         conditions.append(Alert.status == status)
+    elif status:
+        conditions.append(Alert.status.in_(list(status)))
     if owner is not None:
         conditions.append(Alert.owner_id == owner)
     if priority is not None:
@@ -457,6 +473,75 @@ async def get_feedback_detail(
         select(Alert).where(Alert.feedback_id == feedback_id, Alert.kind == "item")
     )
     return FeedbackDetail(feedback, score, alert)
+
+
+@dataclass
+class RelatedItem:
+    """Another feedback item of the same customer, with its live score and its alert."""
+
+    feedback: Feedback
+    score: SentimentScore | None
+    alert: Alert | None
+
+
+async def related_feedback(
+    session: AsyncSession,
+    feedback_id: uuid.UUID,
+    *,
+    limit: int,
+    visible: ColumnElement[bool] | None = None,
+) -> tuple[list[RelatedItem], bool]:
+    """The customer's other items (any channel), newest first, at most ``limit``, and
+    whether there are more. The customer is matched by the blind indexes of the item's
+    identities (``customer_identity``), never by clear values. An item's alert is the one
+    it raised or the one it joined; ``visible`` (on ``Alert``) keeps only items whose
+    alert the caller may see."""
+    identities = select(CustomerIdentity.identity).where(
+        CustomerIdentity.feedback_id == feedback_id
+    )
+    same_customer = (
+        select(CustomerIdentity.feedback_id)
+        .where(
+            CustomerIdentity.identity.in_(identities),
+            CustomerIdentity.feedback_id != feedback_id,
+        )
+        .distinct()
+    )
+    raised = (
+        select(Alert.id)
+        .where(Alert.feedback_id == Feedback.id, Alert.kind == "item")
+        .correlate(Feedback)
+        .scalar_subquery()
+    )
+    joined = (
+        select(AlertItem.alert_id)
+        .where(AlertItem.feedback_id == Feedback.id)
+        .correlate(Feedback)
+        .scalar_subquery()
+    )
+    # The live score is the first stored one (rescores.live_first): never a re-score.
+    live = (
+        select(func.min(SentimentScore.id))
+        .where(SentimentScore.feedback_id == Feedback.id)
+        .correlate(Feedback)
+        .scalar_subquery()
+    )
+    statement = (
+        select(Feedback, SentimentScore, Alert)
+        .outerjoin(SentimentScore, SentimentScore.id == live)
+        .outerjoin(Alert, Alert.id == func.coalesce(raised, joined))
+        .where(Feedback.id.in_(same_customer), Feedback.erased_at.is_(None))
+        .order_by(Feedback.occurred_at.desc(), Feedback.id.desc())
+        .limit(limit + 1)
+    )
+    if visible is not None:
+        statement = statement.where(visible)
+    rows = (await session.execute(statement)).all()
+    items = [
+        RelatedItem(reveal(session, feedback), score, alert)
+        for feedback, score, alert in rows[:limit]
+    ]
+    return items, len(rows) > limit
 
 
 async def lock_alert(session: AsyncSession, alert_id: uuid.UUID) -> Alert | None:

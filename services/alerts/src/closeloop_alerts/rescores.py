@@ -67,6 +67,11 @@ def _row(event: SentimentRescoredEvent) -> dict[str, Any]:
         "confidence": sentiment.confidence,
         "topics": [str(topic).replace("\x00", "\ufffd") for topic in sentiment.topics],
         "urgency": sentiment.urgency.value if sentiment.urgency is not None else None,
+        "emotions": {
+            emotion.replace("\x00", "\ufffd"): intensity
+            for emotion, intensity in sentiment.emotions.items()
+        },
+        "urgency_cues": [cue.replace("\x00", "\ufffd") for cue in sentiment.urgency_cues],
         "language": sentiment.language.replace("\x00", "\ufffd"),
         "model": sentiment.model.replace("\x00", "\ufffd"),
         "model_version": sentiment.model_version.replace("\x00", "\ufffd"),

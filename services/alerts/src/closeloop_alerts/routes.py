@@ -28,6 +28,7 @@ from closeloop_alerts.access import (
     forbidden,
     hidden,
 )
+from closeloop_alerts.alert_filters import ListFilters
 from closeloop_alerts.models import OwnerRecord, TargetHealth
 from closeloop_alerts.outbound import Allowlist, BlockedURL, UnresolvableHost, check_url
 from closeloop_alerts.owners import OwnerConflict, OwnerStore
@@ -119,14 +120,19 @@ def _not_found(kind: str, item_id: uuid.UUID) -> JSONResponse:
 async def list_alerts(
     context: Context,
     access: CallerAccess,
-    status: AlertStatus | None = None,
+    filters: ListFilters,
+    status: Annotated[
+        list[AlertStatus] | None,
+        Query(description="Repeat for any of several (status=open&status=acknowledged)."),
+    ] = None,
     # An owner id's own pattern: anything else (a NUL byte above all) is a 422, not a query.
     owner: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")] = None,
     priority: AlertPriority | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> AlertPage | JSONResponse:
-    """Alerts, newest first; follow ``next_cursor`` for older pages."""
+    """Alerts, newest first; follow ``next_cursor`` for older pages. Every filter is
+    applied in the database (see ``alert_filters.py``), so pages are exact."""
     try:
         position = repository.Cursor.decode(cursor) if cursor else None
     except repository.InvalidCursor as error:
@@ -134,12 +140,13 @@ async def list_alerts(
     async with context.sessionmaker() as session:
         rows, next_cursor = await repository.list_alerts(
             session,
-            status=status.value if status else None,
+            status=[value.value for value in status] if status else None,
             owner=owner,
             priority=priority.value if priority else None,
             limit=limit,
             cursor=position,
             visible=access.alert_filter(),
+            filters=filters,
         )
     return AlertPage(
         items=[AlertOut.of(alert, channel) for alert, channel in rows],

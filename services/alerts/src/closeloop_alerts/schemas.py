@@ -78,12 +78,21 @@ class SentimentOut(_Out):
     scored_at: datetime
     topics: list[str] = []
     urgency: str | None = None
+    emotions: dict[str, float] = Field(
+        default_factory=dict, description="Emotion → intensity (0..1); only those found."
+    )
+    urgency_cues: list[str] = Field(
+        default_factory=list,
+        description="`kind: matched text` for each urgency cue, e.g. `cancel: close my account`.",
+    )
 
     @classmethod
     def of(cls, row: SentimentScore) -> SentimentOut:
         return cls(
             topics=list(row.topics or []),
             urgency=row.urgency,
+            emotions=dict(row.emotions or {}),
+            urgency_cues=list(row.urgency_cues or []),
             label=SentimentLabel(row.label),
             score=row.score,
             confidence=row.confidence,
@@ -312,6 +321,21 @@ class AlertDetailOut(AlertOut):
 class FeedbackDetailOut(FeedbackOut):
     sentiment: SentimentOut | None
     alert: AlertOut | None
+
+
+class RelatedItemOut(_Out):
+    """Another item of the same customer: the item, its live score, its alert if any."""
+
+    feedback: FeedbackOut
+    sentiment: SentimentOut | None
+    alert_id: uuid.UUID | None = Field(description="The alert it raised or joined, if any.")
+    alert_status: AlertStatus | None = None
+
+
+class RelatedFeedbackOut(_Out):
+    feedback_id: uuid.UUID
+    items: list[RelatedItemOut] = Field(description="Newest first (by when they occurred).")
+    more: bool = Field(description="There are more than `limit` such items.")
 
 
 def refuse_nul(value: Any) -> Any:

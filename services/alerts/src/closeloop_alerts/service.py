@@ -107,6 +107,11 @@ def score_row(item: ScoredFeedback) -> dict[str, Any]:
     row = {
         "topics": [str(topic) for topic in getattr(sentiment, "topics", None) or []],
         "urgency": str(getattr(urgency, "value", urgency)) if urgency is not None else None,
+        "emotions": {
+            str(emotion): float(intensity)
+            for emotion, intensity in (getattr(sentiment, "emotions", None) or {}).items()
+        },
+        "urgency_cues": [str(cue) for cue in getattr(sentiment, "urgency_cues", None) or []],
         "feedback_id": item.feedback.id,
         "label": sentiment.label.value,
         "score": sentiment.score,
