@@ -479,6 +479,12 @@ async def test_dry_run_and_kpis_are_forwarded(
     )
     assert kpis.status_code == 200
     assert alerts.last("/v1/kpis").query == b"from=2026-11-01T00:00:00Z&group_by=topic"
+    # The console's heat map grouping is public too.
+    heat_map = await gateway.get(
+        "/v1/kpis?group_by=journey_stage_touchpoint", headers=bearer(support_key)
+    )
+    assert heat_map.status_code == 200
+    assert alerts.last("/v1/kpis").query == b"group_by=journey_stage_touchpoint"
     before = len(alerts.received)
     bad = await gateway.get("/v1/kpis?group_by=customer", headers=bearer(support_key))
     assert bad.status_code == 422

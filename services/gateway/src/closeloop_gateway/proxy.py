@@ -442,6 +442,73 @@ def _provider_object(description: str, properties: dict[str, str]) -> dict[str, 
     }
 
 
+# What ingest's app-review adapter reads (closeloop_ingest.adapters.app_reviews): the shape
+# it refuses is refused here too. Inner fields are left open: ingest reads them leniently
+# (Google sends int64 as strings) and ignores what it does not know.
+_APP_STORE_REVIEW: dict[str, Any] = {
+    "type": "object",
+    "description": "A customerReviews resource; attributes carry rating, title, body, "
+    "reviewerNickname, createdDate, territory.",
+    "required": ["type", "id"],
+    "properties": {
+        "type": {"type": "string", "description": "customerReviews; other types are ignored."},
+        "id": {"type": "string", "minLength": 1, "maxLength": 200},
+        "attributes": {"type": "object", "additionalProperties": True},
+    },
+    "additionalProperties": True,
+}
+_GOOGLE_PLAY_REVIEW: dict[str, Any] = {
+    "type": "object",
+    "description": "A review; the first comments[].userComment (text, starRating, "
+    "lastModified, reviewerLanguage, ...) is the customer's.",
+    "required": ["reviewId"],
+    "properties": {
+        "reviewId": {"type": "string", "minLength": 1, "maxLength": 200},
+        "authorName": {"anyOf": [{"type": "string"}, {"type": "null"}]},
+        "comments": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "userComment": {
+                        "anyOf": [
+                            {"type": "object", "additionalProperties": True},
+                            {"type": "null"},
+                        ]
+                    }
+                },
+                "additionalProperties": True,
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+APP_REVIEWS_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {
+            "type": "object",
+            "title": "AppStoreReviews",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "anyOf": [{"type": "array", "items": _APP_STORE_REVIEW}, _APP_STORE_REVIEW]
+                }
+            },
+            "additionalProperties": True,
+        },
+        {
+            "type": "object",
+            "title": "GooglePlayReviews",
+            "required": ["reviews"],
+            # With "data" present, ingest reads the body as App Store Connect's.
+            "not": {"required": ["data"]},
+            "properties": {"reviews": {"type": "array", "items": _GOOGLE_PLAY_REVIEW}},
+            "additionalProperties": True,
+        },
+    ]
+}
+
+
 def add_ingest_routes(app: FastAPI) -> None:
     def add(
         passage: Passage,
@@ -458,6 +525,12 @@ def add_ingest_routes(app: FastAPI) -> None:
         responses: dict[int | str, dict[str, Any]] = problems(*errors)
         if model is not None:
             responses[status] = {"model": model, "description": summary}
+            if status != 200 and model in (ItemAccepted, ItemsAccepted):
+                # Ingest answers 200 (nothing published) when no item carries customer text.
+                responses[200] = {
+                    "model": model,
+                    "description": "No customer text: nothing published (see ignored).",
+                }
         app.router.add_api_route(
             passage.path,
             passthrough(passage),
@@ -535,11 +608,9 @@ def add_ingest_routes(app: FastAPI) -> None:
         extra={
             "requestBody": _body(
                 "application/json",
-                _provider_object(
-                    "An App Store Connect customerReviews response ({data: [...]}) or a "
-                    "Google Play reviews.list response ({reviews: [...]}).",
-                    {"data": "App Store Connect reviews.", "reviews": "Google Play reviews."},
-                ),
+                APP_REVIEWS_SCHEMA,
+                "An App Store Connect customerReviews response ({data: [...]}) or a Google "
+                "Play reviews.list response ({reviews: [...]}), as fetched.",
             )
         },
     )
@@ -849,7 +920,8 @@ async def get_kpis(
     start: Annotated[str | None, Query(alias="from", max_length=64)] = None,
     end: Annotated[str | None, Query(alias="to", max_length=64)] = None,
     group_by: Annotated[
-        str | None, Query(pattern="^(channel|touchpoint|journey_stage|topic|owner)$")
+        str | None,
+        Query(pattern="^(channel|touchpoint|journey_stage|topic|owner|journey_stage_touchpoint)$"),
     ] = None,
 ) -> Response:
     """KPIs over [from, to) (ISO 8601 with a time zone; default the last 7 days)."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 # Fixed namespace so that feedback ids are stable across processes, releases and
 # machines: uuid5(namespace, "<channel>:<external_id>").
@@ -55,7 +57,36 @@ class ContractModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-ShortText = Annotated[str, Field(max_length=512)]
+def as_sent(max_length: int, pattern: str | None = None) -> BeforeValidator:
+    """Hold a string as the client sent it to its published ``maxLength`` and ``pattern``.
+
+    ContractModel strips surrounding whitespace and pydantic checks the field's constraints
+    on the stripped value, so without this a value the published schema refuses (257
+    characters with a leading tab against maxLength 256, " web" against a slug pattern)
+    would be accepted. Stripping still happens afterwards.
+    """
+    compiled = re.compile(pattern) if pattern is not None else None
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str):
+            if len(value) > max_length:
+                raise PydanticCustomError(
+                    "string_too_long",
+                    "String should have at most {max_length} characters",
+                    {"max_length": max_length},
+                )
+            if compiled is not None and compiled.search(value) is None:
+                raise PydanticCustomError(
+                    "string_pattern_mismatch",
+                    "String should match pattern '{pattern}'",
+                    {"pattern": pattern},
+                )
+        return value
+
+    return BeforeValidator(check)
+
+
+ShortText = Annotated[str, Field(max_length=512), as_sent(512)]
 
 
 class Customer(ContractModel):
@@ -96,19 +127,24 @@ class Rating(ContractModel):
         return self
 
 
+TOUCHPOINT = r"^[a-z0-9_\-]+$"
+
+
 class FeedbackIn(ContractModel):
     """One canonical feedback item as a client submits it (the public API body)."""
 
     channel: Channel
-    external_id: Annotated[str, Field(min_length=1, max_length=256)]
-    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
-    subject: Annotated[str, Field(max_length=1000)] | None = None
+    external_id: Annotated[str, Field(min_length=1, max_length=256), as_sent(256)]
+    text: Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS), as_sent(MAX_TEXT_CHARS)]
+    subject: Annotated[str, Field(max_length=1000), as_sent(1000)] | None = None
     occurred_at: AwareDatetime
     customer: Customer = Field(default_factory=Customer)
     rating: Rating | None = None
-    touchpoint: Annotated[str, Field(max_length=64, pattern=r"^[a-z0-9_\-]+$")] | None = None
+    touchpoint: (
+        Annotated[str, Field(max_length=64, pattern=TOUCHPOINT), as_sent(64, TOUCHPOINT)] | None
+    ) = None
     journey_stage: JourneyStage | None = None
-    language: Annotated[str, Field(max_length=16)] | None = None
+    language: Annotated[str, Field(max_length=16), as_sent(16)] | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
