@@ -362,6 +362,22 @@ async def test_alert_routes_are_forwarded_with_query_and_identity(
         await gateway.get(f"/v1/feedback/{feedback_id}", headers=bearer(support_key))
     ).is_success
     assert alerts.last(f"/v1/feedback/{feedback_id}").method == "GET"
+    related = f"/v1/feedback/{feedback_id}/related"
+    assert (await gateway.get(f"{related}?limit=5", headers=bearer(support_key))).is_success
+    assert alerts.last(related).query == b"limit=5"
+    refused = await gateway.get(f"{related}?limit=0", headers=bearer(support_key))
+    assert refused.status_code == 422
+    filtered = await gateway.get(
+        "/v1/alerts?status=open&status=acknowledged&channel=email&sla=at_risk&topic=(none)",
+        headers=bearer(support_key),
+    )
+    assert filtered.status_code == 200
+    assert alerts.last("/v1/alerts").query == (
+        b"status=open&status=acknowledged&channel=email&sla=at_risk&topic=(none)"
+    )
+    for bad in ("sla=late", "channel=fax", "journey_stage=shopping", "topic=%00"):
+        answer = await gateway.get(f"/v1/alerts?{bad}", headers=bearer(support_key))
+        assert answer.status_code == 422, bad
 
     acknowledged = await gateway.post(
         f"/v1/alerts/{alert_id}/acknowledge", headers=bearer(support_key)
@@ -589,6 +605,7 @@ PUBLIC_OPERATIONS = {
     ("/v1/alerts/{alert_id}/acknowledge", "post"),
     ("/v1/alerts/{alert_id}/resolve", "post"),
     ("/v1/feedback/{feedback_id}", "get"),
+    ("/v1/feedback/{feedback_id}/related", "get"),
     ("/v1/alerts/{alert_id}/reopen", "post"),
     ("/v1/alerts/{alert_id}/assign", "post"),
     ("/v1/alerts/{alert_id}/comments", "post"),

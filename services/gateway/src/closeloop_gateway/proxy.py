@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -54,15 +54,25 @@ from closeloop_gateway.schemas import (
     OwnerList,
     OwnerOut,
     Problem,
+    RelatedFeedback,
 )
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
-from closeloop_shared.contracts.feedback import FeedbackAccepted, FeedbackBatchAccepted
+from closeloop_shared.contracts.feedback import (
+    Channel,
+    FeedbackAccepted,
+    FeedbackBatchAccepted,
+    JourneyStage,
+)
 from closeloop_shared.logging import get_logger
 
 log = get_logger(__name__)
 
 INGEST = "ingest"
 ALERTS = "alerts"
+# Alert list filters on the item (as the alerts service checks them): a topic or touchpoint
+# without control characters, a journey stage, or "(none)" for items without one.
+ITEM_VALUE = r"^[^\x00-\x1f\x7f]{1,128}$"
+JOURNEY_STAGE = "^(" + "|".join([*(stage.value for stage in JourneyStage), r"\(none\)"]) + ")$"
 
 # Request headers that travel upstream; everything else (the caller's Authorization above
 # all, cookies, hop-by-hop headers, X-Closeloop-* and X-Forwarded-* a client made up) stays.
@@ -767,14 +777,35 @@ OwnerId = Annotated[
 async def list_alerts(
     request: Request,
     caller: AlertsReader,
-    status: AlertStatus | None = None,
+    status: Annotated[
+        list[AlertStatus] | None, Query(description="Repeat for any of several statuses.")
+    ] = None,
     # An owner id's own pattern: anything else (a NUL byte above all) is a 422, not a query.
     owner: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")] = None,
     priority: AlertPriority | None = None,
+    channel: Channel | None = None,
+    topic: Annotated[
+        str | None, Query(pattern=ITEM_VALUE, description="`(none)`: items without a topic.")
+    ] = None,
+    touchpoint: Annotated[str | None, Query(pattern=ITEM_VALUE)] = None,
+    journey_stage: Annotated[
+        str | None, Query(pattern=JOURNEY_STAGE, description="`(none)`: no stage given.")
+    ] = None,
+    sla: Annotated[
+        Literal["ok", "at_risk", "breached"] | None,
+        Query(description="Where the running SLA clock stands (at_risk: 25% or less left)."),
+    ] = None,
+    created_from: Annotated[
+        str | None, Query(alias="from", max_length=64, description="Created at or after.")
+    ] = None,
+    created_to: Annotated[
+        str | None, Query(alias="to", max_length=64, description="Created before.")
+    ] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> Response:
-    """Alerts, newest first, optionally filtered; follow `next_cursor` for more."""
+    """Alerts, newest first, optionally filtered (in the database: pages are exact);
+    follow `next_cursor` for more."""
     # The parameters are declared for the document and checked here; the query string
     # itself goes upstream untouched.
     return await proxy_of(request).forward(
@@ -941,6 +972,16 @@ async def get_feedback(feedback_id: uuid.UUID, request: Request, caller: AlertsR
     )
 
 
+async def get_related_feedback(
+    feedback_id: uuid.UUID,
+    request: Request,
+    caller: AlertsReader,
+    limit: Annotated[int | None, Query(ge=1, le=100)] = None,
+) -> Response:
+    """The same customer's other feedback (any channel), newest first, with live scores."""
+    return await _forward_plain(request, caller, f"/v1/feedback/{feedback_id}/related")
+
+
 def add_alerts_routes(app: FastAPI) -> None:
     def add(
         path: str,
@@ -1028,6 +1069,16 @@ def add_alerts_routes(app: FastAPI) -> None:
         "Get a feedback item with its sentiment and alert",
         Scope.ALERTS_READ,
         FeedbackDetail,
+        (404,),
+    )
+    add(
+        "/v1/feedback/{feedback_id}/related",
+        get_related_feedback,
+        "GET",
+        "getRelatedFeedback",
+        "Get the same customer's other feedback across channels",
+        Scope.ALERTS_READ,
+        RelatedFeedback,
         (404,),
     )
     for suffix, endpoint, operation_id, summary, body, errors in (

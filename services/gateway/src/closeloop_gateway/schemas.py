@@ -593,3 +593,22 @@ class ItemsAccepted(BaseModel):
     ids: list[uuid.UUID]
     ignored: dict[str, int] | None = None
     note: str | None = None
+
+
+class RelatedItem(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    feedback: FeedbackRecord
+    sentiment: Sentiment | None = Field(description="The item's live score.")
+    alert_id: uuid.UUID | None = Field(description="The alert it raised or joined, if any.")
+    alert_status: AlertStatus | None = None
+
+
+class RelatedFeedback(BaseModel):
+    """The same customer's other feedback items (any channel), newest first."""
+
+    model_config = ConfigDict(extra="allow")
+
+    feedback_id: uuid.UUID
+    items: list[RelatedItem]
+    more: bool = Field(description="There are more than `limit` such items.")
