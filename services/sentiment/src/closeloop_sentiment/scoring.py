@@ -31,6 +31,11 @@ place that knows the contract's fields. Anything that implements
 * **Emotions** (:mod:`closeloop_sentiment.emotions`) and **topics**
   (:mod:`closeloop_sentiment.taxonomy`) come from lexicons and the taxonomy.
 
+**Accurate mode** (:data:`ACCURATE`, ``closeloop-accurate``): the same rules
+and lexicons with the TF-IDF heads ``en-tfidf`` and ``zh-tfidf`` (character
+n-grams, jieba words) in place of ``en-lr`` and ``zh-lr``; chosen by
+``CLOSELOOP_SENTIMENT_MODEL``.
+
 Every rule here changes scores, so any change to this module, to
 :mod:`closeloop_sentiment.language`, :mod:`closeloop_sentiment.urgency`,
 :mod:`closeloop_sentiment.text` or to a trained artefact bumps
