@@ -37,6 +37,12 @@ from closeloop_shared.redaction import (
         ("card 5500-0000-0000-0004", "card [redacted card]"),
         ("amex 378282246310005", "amex [redacted card]"),
         ("身份证 11010519491231002X", "身份证 [redacted cn_id]"),
+        # An id beside a phone number neither hides the number nor gets masked itself.
+        (
+            "alert 3f2a9c10-1234-4567-8901-123456789012 call +1 415-555-0123",
+            "alert 3f2a9c10-1234-4567-8901-123456789012 call [redacted phone]",
+        ),
+        ("tel: 415.555.0123", "tel: [redacted phone]"),
     ],
 )
 def test_personal_data_is_masked(text: str, expected: str) -> None:
@@ -47,6 +53,7 @@ def test_personal_data_is_masked(text: str, expected: str) -> None:
     "text",
     [
         "feedback_id=123e4567-e89b-12d3-a456-426614174000",
+        "12345678-1234-4567-8901-123456789012",  # all-digit groups are still an id
         "2026-11-22T10:00:00Z",
         "took 0.0123456789 s",
         "offset 123456789012",
