@@ -132,3 +132,12 @@ def test_flips_are_counted_by_channel_and_by_each_live_topic() -> None:
 def test_asyncpg_dsn_drops_the_sqlalchemy_driver() -> None:
     assert asyncpg_dsn("postgresql+asyncpg://u:p@h:5432/db") == "postgresql://u:p@h:5432/db"
     assert asyncpg_dsn("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+def test_the_cli_offers_exactly_the_gateways_scopes_and_roles() -> None:
+    # The CLI validates choices itself; a scope the gateway adds must not be refused here.
+    from closeloop_cli.app import ROLES, SCOPES
+    from closeloop_gateway.auth import Role, Scope
+
+    assert set(SCOPES) == {scope.value for scope in Scope}
+    assert set(ROLES) == {role.value for role in Role}

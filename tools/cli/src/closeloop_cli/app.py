@@ -30,7 +30,7 @@ from closeloop_shared.kafka.producer import EventProducer
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-SCOPES = ("feedback:write", "alerts:read", "alerts:write", "admin")
+SCOPES = ("feedback:write", "replies:write", "alerts:read", "alerts:write", "admin")
 ROLES = ("channel", "agent", "lead", "admin")
 
 
@@ -172,7 +172,7 @@ def _show_secret(created: dict[str, Any]) -> None:
     "-r",
     "--role",
     type=click.Choice(ROLES),
-    help="channel (feedback only), agent and lead (one team's alerts), admin.",
+    help="channel (feedback, reply status), agent and lead (one team's alerts), admin.",
 )
 @click.option("-t", "--team", help="The team (an owner id, e.g. hotline-team) of an agent or lead.")
 @click.option(
