@@ -80,6 +80,8 @@ def a_detail(alert: dict[str, Any], text: str, topics: list[str]) -> dict[str, A
             "scored_at": alert["created_at"],
             "topics": topics,
             "urgency": "high",
+            "emotions": {"frustration": 0.5, "anger": 0.75},
+            "urgency_cues": ["cancel: close my account"],
         },
         deliveries=[],
         history=[
@@ -125,13 +127,37 @@ class FakeAlerts(FakeUpstream):
     details: dict[str, dict[str, Any]] = field(default_factory=dict)
     kpis: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     action_replies: list[Reply] = field(default_factory=list)
+    # Related feedback by feedback id (an id missing here answers 404).
+    related: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def _listed(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
+        """The list filters the real service applies in SQL, on these few alerts."""
+        items = []
+        for alert in self.alerts:
+            detail = self.details.get(alert["id"]) or {}
+            topics = (detail.get("sentiment") or {}).get("topics") or ["(none)"]
+            if "status" in query and alert["status"] not in query["status"]:
+                continue
+            if any(
+                name in query and alert[name] != query[name][0]
+                for name in ("owner", "priority", "channel")
+            ):
+                continue
+            if "topic" in query and query["topic"][0] not in topics:
+                continue
+            items.append(alert)
+        return items
 
     def reply_to(self, request: Received) -> Reply:
         path, query = request.path, parse_qs(request.query.decode())
         if request.method == "GET" and path == "/v1/alerts":
-            wanted = {k: v[0] for k, v in query.items() if k in ("status", "owner", "priority")}
-            items = [a for a in self.alerts if all(a[k] == v for k, v in wanted.items())]
-            return _json({"items": items, "next_cursor": None})
+            return _json({"items": self._listed(query), "next_cursor": None})
+        if request.method == "GET" and path.endswith("/related"):
+            feedback_id = path.split("/")[3]
+            if feedback_id not in self.related:
+                return _json({"error": {"code": "feedback_not_found", "detail": "No."}}, 404)
+            items = self.related[feedback_id]
+            return _json({"feedback_id": feedback_id, "items": items, "more": False})
         if request.method == "GET" and path.startswith("/v1/alerts/"):
             detail = self.details.get(path.rsplit("/", 1)[1])
             if detail is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from urllib.parse import parse_qs
 
 import httpx
 import orjson
@@ -30,6 +31,7 @@ HTML = {"Accept": "text/html"}
 HOTLINE = an_alert()
 EMAIL = an_alert(
     id="9a0e7c55-1f7e-4a7b-8a4b-4c2b0f3f0b22",
+    feedback_id="3c2d1e0f-4b5a-4c6d-8e7f-9a0b1c2d3e44",
     channel="email",
     owner="cx-team",
     priority="medium",
@@ -42,7 +44,11 @@ async def alerts() -> AsyncIterator[FakeAlerts]:
     upstream = FakeAlerts("alerts")
     upstream.alerts = [HOTLINE, EMAIL]
     upstream.details = {
-        HOTLINE["id"]: a_detail(HOTLINE, "Waited an hour, <b>billing</b> is wrong", ["billing"]),
+        HOTLINE["id"]: a_detail(
+            HOTLINE,
+            "Waited an hour, <b>billing</b> is wrong. Close  my account!",
+            ["billing"],
+        ),
         EMAIL["id"]: a_detail(EMAIL, "Refund never came", ["refund"]),
     }
     upstream.kpis = {
@@ -50,6 +56,24 @@ async def alerts() -> AsyncIterator[FakeAlerts]:
         "touchpoint": [a_kpi_group("checkout", 15, 7, 5)],
         "journey_stage": [a_kpi_group("purchase", 15, 7, 5)],
         "topic": [a_kpi_group("billing", 8, 5, 3)],
+    }
+    upstream.related = {
+        HOTLINE["feedback_id"]: [
+            {
+                "feedback": a_detail(EMAIL, "Second <i>mail</i> about it", [])["feedback"]
+                | {"id": EMAIL["feedback_id"], "subject": "Still waiting"},
+                "sentiment": a_detail(EMAIL, "", [])["sentiment"],
+                "alert_id": EMAIL["id"],
+                "alert_status": "open",
+            },
+            {
+                "feedback": a_detail(HOTLINE, "Love the app", [])["feedback"]
+                | {"id": "5d1f0c3e-2a47-4d8e-9b1a-7c2e4f6a8b33", "channel": "app"},
+                "sentiment": None,
+                "alert_id": None,
+                "alert_status": None,
+            },
+        ]
     }
     await upstream.start()
     try:
@@ -154,22 +178,41 @@ async def test_inbox_lists_through_the_alerts_api_as_the_named_user(
     assert "script-src 'self'" in response.headers["content-security-policy"]
 
 
-async def test_inbox_filters_the_alerts_service_cannot(
+async def test_inbox_filters_are_the_alerts_services(
     console: httpx.AsyncClient, alerts: FakeAlerts
 ) -> None:
+    """Every filter goes to the alerts list API, which applies it over all alerts."""
     await _sign_in(console)
     by_channel = await console.get("/console/inbox?channel=email", headers=HTML)
     assert EMAIL["id"] in by_channel.text
     assert HOTLINE["id"] not in by_channel.text
-    by_topic = await console.get("/console/inbox?topic=billing", headers=HTML)
+    assert alerts.last("/v1/alerts").query == (
+        b"status=open&status=acknowledged&channel=email&limit=200"
+    )
+    by_topic = await console.get("/console/inbox?topic=billing&status=all", headers=HTML)
     assert HOTLINE["id"] in by_topic.text
     assert EMAIL["id"] not in by_topic.text
+    assert alerts.last("/v1/alerts").query == b"topic=billing&limit=200"
     upstream = await console.get("/console/inbox?priority=medium", headers=HTML)
     assert b"priority=medium" in alerts.last("/v1/alerts").query
     assert EMAIL["id"] in upstream.text
     assert HOTLINE["id"] not in upstream.text
-    breached = await console.get("/console/inbox?sla=breached", headers=HTML)
-    assert "No alerts match." in breached.text
+    await console.get(
+        "/console/inbox?status=resolved&sla=breached&touchpoint=(none)&journey_stage=purchase"
+        "&from=2026-11-01&to=2026-11-07&owner=cx-team",
+        headers=HTML,
+    )
+    sent = parse_qs(alerts.last("/v1/alerts").query.decode())
+    assert sent == {
+        "status": ["resolved"],
+        "owner": ["cx-team"],
+        "sla": ["breached"],
+        "touchpoint": ["(none)"],
+        "journey_stage": ["purchase"],
+        "from": ["2026-11-01T00:00:00+00:00"],
+        "to": ["2026-11-08T00:00:00+00:00"],
+        "limit": ["200"],
+    }
     rows = await console.get("/console/inbox/rows?channel=hotline", headers=HTML)
     assert rows.text.lstrip().startswith("<tr")
     assert HOTLINE["id"] in rows.text
@@ -192,16 +235,48 @@ async def test_alert_page_shows_the_feedback_escaped_and_highlighted(
     await _sign_in(console)
     response = await console.get(f"/console/alerts/{HOTLINE['id']}", headers=HTML)
     assert response.status_code == 200
-    assert "&lt;<mark>b</mark>&gt;" not in response.text  # the term is "billing", not "b"
-    assert "&lt;b&gt;<mark>billing</mark>&lt;/b&gt;" in response.text
-    assert "Li Wei" in response.text
-    assert 'id="acknowledge-form"' in response.text
+    page = response.text
+    assert "&lt;<mark" not in page  # the term is "billing", not "b"
+    # Escaped first, then marked, each mark labelled (not by colour alone).
+    assert (
+        '&lt;b&gt;<mark class="cue topic" title="Topic: billing">billing'
+        '<span class="visually-hidden"> (Topic: billing)</span></mark>&lt;/b&gt;'
+    ) in page
+    # The urgency cue "close my account" is found across the text's double space.
+    assert (
+        '<mark class="cue urgency" title="Urgency cue: cancelling">Close  my account'
+        '<span class="visually-hidden"> (Urgency cue: cancelling)</span></mark>'
+    ) in page
+    assert 'data-testid="legend"' in page
+    emotions = page[page.index('data-testid="emotions"') :]
+    # Strongest first, with a label and a number beside the meter.
+    assert emotions.index("Anger") < emotions.index("Frustration")
+    assert "75%" in emotions
+    assert "Li Wei" in page
+    assert 'id="acknowledge-form"' in page
     missing = await console.get(
         "/console/alerts/00000000-0000-0000-0000-000000000000", headers=HTML
     )
     assert missing.status_code == 404
     not_an_id = await console.get("/console/alerts/nope", headers=HTML)
     assert not_an_id.status_code == 404
+
+
+async def test_alert_page_shows_the_customers_other_feedback_with_links(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    await _sign_in(console)
+    page = (await console.get(f"/console/alerts/{HOTLINE['id']}", headers=HTML)).text
+    related = page[page.index('data-testid="related"') :]
+    assert f'href="/console/alerts/{EMAIL["id"]}"' in related
+    assert "Second &lt;i&gt;mail&lt;/i&gt; about it" in related
+    assert "Still waiting" in related
+    assert "no alert" in related
+    assert alerts.last(f"/v1/feedback/{HOTLINE['feedback_id']}/related").query == b"limit=20"
+    # No related feedback to show (404 from the alerts service): the page still renders.
+    other = await console.get(f"/console/alerts/{EMAIL['id']}", headers=HTML)
+    assert other.status_code == 200
+    assert "No other feedback from this customer." in other.text
 
 
 async def test_actions_need_the_session_csrf_token(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -59,34 +60,50 @@ def test_sla_state(alert: dict[str, Any], state: str, clock: str | None) -> None
 
 
 def test_filters_parse_and_refuse() -> None:
-    filters = views.parse_filters({"status": "open", "channel": "email", "from": "2026-11-01"})
-    assert filters.upstream_query() == {"status": "open", "priority": None, "owner": None}
-    assert filters.query() == {"status": "open", "channel": "email", "from": "2026-11-01"}
+    filters = views.parse_filters(
+        {"status": "open", "channel": "email", "from": "2026-11-01", "to": "2026-11-07"}
+    )
+    assert filters.upstream_query() == {
+        "status": "open",
+        "priority": None,
+        "owner": None,
+        "channel": "email",
+        "sla": None,
+        "topic": None,
+        "touchpoint": None,
+        "journey_stage": None,
+        # Whole UTC days: the end is the start of the day after "to".
+        "from": "2026-11-01T00:00:00+00:00",
+        "to": "2026-11-08T00:00:00+00:00",
+    }
+    assert filters.query() == {
+        "status": "open",
+        "channel": "email",
+        "from": "2026-11-01",
+        "to": "2026-11-07",
+    }
     assert views.parse_filters({}).status == "unresolved"
-    assert views.parse_filters({"status": "unresolved"}).upstream_query()["status"] is None
+    unresolved = views.parse_filters({"status": "unresolved"}).upstream_query()
+    assert unresolved["status"] == ["open", "acknowledged"]
+    assert views.parse_filters({"status": "all"}).upstream_query()["status"] is None
     for bad in ({"channel": "fax"}, {"owner": "-x"}, {"from": "2026-13-01"}, {"topic": "a\x00"}):
         with pytest.raises(views.FilterError):
             views.parse_filters(bad)
 
 
-def test_console_side_filters() -> None:
-    alert = _alert("resolved", 5, 10) | {"channel": "email"}
-    assert not views.keep(alert, views.InboxFilters(), NOW)  # unresolved by default
-    assert views.keep(alert, views.InboxFilters(status="all", channel="email"), NOW)
-    assert not views.keep(alert, views.InboxFilters(status="all", channel="app"), NOW)
-    assert not views.keep(alert, views.InboxFilters(status="all", since=date(2026, 11, 23)), NOW)
-    detail = {
-        "feedback": {"touchpoint": None, "journey_stage": "usage"},
-        "sentiment": {"topics": []},
-    }
-    assert views.keep_detail(detail, views.InboxFilters(touchpoint="(none)", topic="(none)"))
-    assert not views.keep_detail(detail, views.InboxFilters(journey_stage="purchase"))
+def _title(kind: str) -> Callable[[str], str]:
+    return lambda value: f"{kind}: {value}"
 
 
-def test_highlight_escapes_then_marks() -> None:
-    marked = views.highlight("<script>x</script> Billing & WAIT time", ["billing", "wait time"])
-    assert str(marked) == (
-        "&lt;script&gt;x&lt;/script&gt; <mark>Billing</mark> &amp; <mark>WAIT time</mark>"
+def test_highlight_escapes_then_marks_with_labels() -> None:
+    cues = views.topic_cues(["billing", "wait_time"], _title("topic"))
+    marked = str(views.highlight("<script>x</script> Billing & WAIT time", cues))
+    assert marked == (
+        "&lt;script&gt;x&lt;/script&gt; "
+        '<mark class="cue topic" title="topic: billing">Billing'
+        '<span class="visually-hidden"> (topic: billing)</span></mark> &amp; '
+        '<mark class="cue topic" title="topic: wait_time">WAIT time'
+        '<span class="visually-hidden"> (topic: wait_time)</span></mark>'
     )
     assert views.topic_terms(["wait_time", "app_bug"]) == [
         "wait time",
@@ -97,6 +114,33 @@ def test_highlight_escapes_then_marks() -> None:
         "bug",
     ]
     assert str(views.highlight("a & b", [])) == "a &amp; b"
+    # Whole words only: "app" is not marked inside "happy".
+    app = views.topic_cues(["app"], _title("topic"))
+    assert "<mark" not in str(views.highlight("happy", app))
+
+
+def test_urgency_cues_are_found_in_the_text_and_win_overlaps() -> None:
+    cues = views.urgency_cues(
+        ["cancel: i'm cancelling my account", "regulator: 12315", "legal: "], _title("urgency")
+    ) + views.topic_cues(["account"], _title("topic"))
+    text = "I\u2019m   CANCELLING my account and calling 12315."
+    marked = str(views.highlight(text, cues))
+    # The cue's words across other spacing, case and apostrophe; the topic word inside
+    # it is not marked again; a cue with no words ("legal: ") marks nothing.
+    assert marked.count("<mark") == 2
+    assert (
+        '<mark class="cue urgency" title="urgency: cancel">I\u2019m   CANCELLING my account'
+        in marked
+    )
+    assert '<mark class="cue urgency" title="urgency: regulator">12315' in marked
+    chinese = views.urgency_cues(["cancel: 销户"], _title("urgency"))
+    assert "销户<span" in str(views.highlight("我要销户！", chinese))
+
+
+def test_emotions_strongest_first() -> None:
+    sentiment = {"emotions": {"joy": 0.5, "anger": 0.875, "anxiety": 0.5}}
+    assert views.emotions_of(sentiment) == [("anger", 0.875), ("anxiety", 0.5), ("joy", 0.5)]
+    assert views.emotions_of({}) == []
 
 
 def test_range_buckets_cover_every_day_once() -> None:

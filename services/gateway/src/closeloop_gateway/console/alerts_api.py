@@ -7,9 +7,8 @@ and team), so the alerts service sees exactly what it would see from the public 
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,10 +42,6 @@ def upstream_headers(principal: Principal, display_name: str | None) -> list[tup
 
 
 class AlertsApi:
-    # Detail lookups run this many at a time: enough to fill a page quickly without
-    # taking the whole upstream pool from the public API.
-    DETAIL_CONCURRENCY = 8
-
     def __init__(self, upstream: Upstream, headers: list[tuple[bytes, bytes]]) -> None:
         self._upstream = upstream
         self._headers = [
@@ -55,28 +50,18 @@ class AlertsApi:
             (b"user-agent", b"closeloop-console"),
         ]
 
-    async def get(self, path: str, query: Mapping[str, str | None] | None = None) -> Any:
-        pairs = [(k, v) for k, v in (query or {}).items() if v not in (None, "")]
+    async def get(
+        self, path: str, query: Mapping[str, str | Sequence[str] | None] | None = None
+    ) -> Any:
+        """GET ``path``; a list value repeats its parameter (status=open&status=...)."""
+        pairs: list[tuple[str, str]] = []
+        for name, value in (query or {}).items():
+            values = [value] if isinstance(value, str) else list(value or ())
+            pairs.extend((name, item) for item in values if item)
         return await self._call("GET", path, urlencode(pairs).encode(), None)
 
     async def post(self, path: str, body: Mapping[str, Any] | None) -> Any:
         return await self._call("POST", path, b"", body)
-
-    async def details(self, alert_ids: list[str]) -> dict[str, Any]:
-        """Alert details by id; ones that vanished or are not visible are left out."""
-        gate = asyncio.Semaphore(self.DETAIL_CONCURRENCY)
-
-        async def one(alert_id: str) -> tuple[str, Any]:
-            async with gate:
-                try:
-                    return alert_id, await self.get(f"/v1/alerts/{alert_id}")
-                except AlertsError as error:
-                    if error.status in (403, 404):
-                        return alert_id, None
-                    raise
-
-        found = await asyncio.gather(*(one(alert_id) for alert_id in alert_ids))
-        return {alert_id: detail for alert_id, detail in found if detail is not None}
 
     async def _call(
         self, method: str, path: str, query: bytes, body: Mapping[str, Any] | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -29,6 +29,9 @@ JOURNEY_STAGES = (
     "support",
     "renewal",
 )
+# "(none)" is how the KPIs name "no value" (no topic, no touchpoint); dashboard links
+# carry it and the alerts list API takes it.
+NONE_VALUE = "(none)"
 OWNER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 # Topics, touchpoints: free-form values from the feedback; bounded so a link stays a link.
 VALUE_PATTERN = re.compile(r"^[^\x00-\x1f]{1,128}$")
@@ -90,14 +93,26 @@ class InboxFilters:
     since: date | None = None
     until: date | None = None
 
-    @property
-    def needs_details(self) -> bool:
-        """Topic, touchpoint and stage are on the feedback, not in the alert list."""
-        return bool(self.topic or self.touchpoint or self.journey_stage)
-
-    def upstream_query(self) -> dict[str, str | None]:
-        status = self.status if self.status in ("open", "acknowledged", "resolved") else None
-        return {"status": status, "priority": self.priority, "owner": self.owner}
+    def upstream_query(self) -> dict[str, str | list[str] | None]:
+        """These filters as the alerts list API takes them: all applied in its database,
+        so a page is exact and the cursor pages through matching alerts only."""
+        if self.status == "unresolved":
+            status: str | list[str] | None = ["open", "acknowledged"]
+        else:
+            status = None if self.status == "all" else self.status
+        return {
+            "status": status,
+            "priority": self.priority,
+            "owner": self.owner,
+            "channel": self.channel,
+            "sla": self.sla,
+            "topic": self.topic,
+            "touchpoint": self.touchpoint,
+            "journey_stage": self.journey_stage,
+            # Whole UTC days: [from 00:00, the day after to 00:00).
+            "from": _instant(self.since) if self.since else None,
+            "to": _instant(self.until + timedelta(days=1)) if self.until else None,
+        }
 
     def query(self) -> dict[str, str]:
         """These filters as a query string's fields (for links and the live refresh)."""
@@ -160,49 +175,78 @@ def parse_filters(query: Mapping[str, str]) -> InboxFilters:
     )
 
 
-NONE_VALUE = "(none)"
-
-
-def _same(wanted: str | None, actual: str | None) -> bool:
-    # "(none)" is how the KPIs name "no value", and dashboard links carry it.
-    return wanted is None or (actual or NONE_VALUE) == wanted
-
-
-def keep(alert: Mapping[str, Any], filters: InboxFilters, now: datetime) -> bool:
-    """The filters the alerts service does not apply itself (on the list's fields)."""
-    if filters.status == "unresolved" and alert.get("status") == "resolved":
-        return False
-    if filters.channel and alert.get("channel") != filters.channel:
-        return False
-    created = parse_time(alert.get("created_at"))
-    if filters.since and (created is None or created.date() < filters.since):
-        return False
-    if filters.until and (created is None or created.date() > filters.until):
-        return False
-    return not (filters.sla and sla_of(alert, now).state != filters.sla)
-
-
-def keep_detail(detail: Mapping[str, Any], filters: InboxFilters) -> bool:
-    feedback = detail.get("feedback") or {}
-    topics = (detail.get("sentiment") or {}).get("topics") or []
-    if filters.topic and filters.topic not in (topics or [NONE_VALUE]):
-        return False
-    return _same(filters.touchpoint, feedback.get("touchpoint")) and _same(
-        filters.journey_stage, feedback.get("journey_stage")
-    )
-
-
 # --- the alert page ----------------------------------------------------------------------------
 
 
-def highlight(text: str, terms: Iterable[str]) -> Markup:
-    """The text, escaped, with each term (case-insensitively) in <mark>."""
-    words = sorted({t.strip() for t in terms if t and t.strip()}, key=len, reverse=True)
-    escaped = html.escape(text)
-    if not words:
-        return Markup(escaped)
-    pattern = re.compile("|".join(re.escape(html.escape(w)) for w in words), re.IGNORECASE)
-    return Markup(pattern.sub(lambda m: f"<mark>{m.group(0)}</mark>", escaped))
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """Something the analysis found, as words to find in the text: a topic or an urgency cue."""
+
+    kind: str  # "urgency" or "topic": the <mark>'s class, styled apart (not by colour alone)
+    title: str  # what the mark says on hover and to screen readers, e.g. "Urgency: cancel"
+    pattern: re.Pattern[str]
+
+
+def _words_pattern(words: str) -> re.Pattern[str] | None:
+    """The words case-insensitively, any whitespace between them, either apostrophe, and
+    (for Latin words) not inside a longer word: "app" does not light up "happy"."""
+    parts = [re.escape(part) for part in words.replace("\u2019", "'").split()]
+    if not parts:
+        return None
+    body = r"\s+".join(parts).replace("'", "['\u2019]")
+    if words.isascii():
+        body = rf"(?<!\w){body}(?!\w)"
+    return re.compile(body, re.IGNORECASE)
+
+
+def topic_cues(topics: Iterable[str], title: Callable[[str], str]) -> list[Cue]:
+    """Topic slugs as the words a text would use: "wait_time" → "wait time", "wait", "time"."""
+    cues = []
+    for topic in topics:
+        for term in topic_terms([topic]):
+            pattern = _words_pattern(term)
+            if pattern is not None:
+                cues.append(Cue("topic", title(topic), pattern))
+    return cues
+
+
+def urgency_cues(cues: Iterable[str], title: Callable[[str], str]) -> list[Cue]:
+    """The sentiment service's urgency cues ("kind: matched text") as the words to find."""
+    found = []
+    for cue in cues:
+        kind, _, matched = cue.partition(":")
+        pattern = _words_pattern(matched.strip())
+        if pattern is not None:
+            found.append(Cue("urgency", title(kind.strip()), pattern))
+    return found
+
+
+def highlight(text: str, cues: Sequence[Cue]) -> Markup:
+    """The text, escaped, with each cue's words in a labelled ``<mark>``.
+
+    Overlaps: the earlier match wins, then the longer, then the cue listed first (urgency
+    cues go first: they matter most)."""
+    matches = sorted(
+        (match.start(), -match.end(), rank, cue)
+        for rank, cue in enumerate(cues)
+        for match in cue.pattern.finditer(text)
+        if match.end() > match.start()
+    )
+    out: list[str] = []
+    position = 0
+    for start, negative_end, _rank, cue in matches:
+        if start < position:
+            continue
+        end = -negative_end
+        label = html.escape(cue.title, quote=True)
+        out.append(html.escape(text[position:start]))
+        out.append(
+            f'<mark class="cue {cue.kind}" title="{label}">{html.escape(text[start:end])}'
+            f'<span class="visually-hidden"> ({label})</span></mark>'
+        )
+        position = end
+    out.append(html.escape(text[position:]))
+    return Markup("".join(out))
 
 
 def topic_terms(topics: Iterable[str]) -> list[str]:
@@ -214,6 +258,15 @@ def topic_terms(topics: Iterable[str]) -> list[str]:
         # Short words ("to", "of") would light up half the text; "app", "bug" are fine.
         terms.extend(w for w in words.split() if len(w) >= 3)
     return terms
+
+
+def emotions_of(sentiment: Mapping[str, Any]) -> list[tuple[str, float]]:
+    """The emotions found, strongest first."""
+    found = sentiment.get("emotions") or {}
+    return sorted(
+        ((str(name), float(level)) for name, level in found.items()),
+        key=lambda pair: (-pair[1], pair[0]),
+    )
 
 
 # --- the dashboard ----------------------------------------------------------------------------
