@@ -49,7 +49,7 @@ from closeloop_shared.db.engine import (
     ping,
 )
 from closeloop_shared.events import FeedbackScoredEvent, SentimentRescoredEvent, Topic, utcnow
-from closeloop_shared.http.observability import install_observability
+from closeloop_shared.http.observability import PROMETHEUS_ONLY, install_observability
 from closeloop_shared.kafka.consumer import BatchConsumer
 from closeloop_shared.kafka.producer import EventProducer
 from closeloop_shared.logging import get_logger
@@ -333,6 +333,7 @@ def create_app(
             await engine.dispose()
 
     app = FastAPI(
+        telemetry=PROMETHEUS_ONLY,
         title="Closeloop alerts",
         version="0.1.0",
         description="Routes negative feedback to its owner, notifies them, tracks each alert.",

@@ -24,7 +24,7 @@ from closeloop_gateway.openapi import DESCRIPTION, GatewayAPI
 from closeloop_gateway.proxy import ALERTS, INGEST, Proxy, Upstream
 from closeloop_shared.config import DatabaseSettings
 from closeloop_shared.db.engine import create_engine, ping
-from closeloop_shared.http.observability import install_observability
+from closeloop_shared.http.observability import PROMETHEUS_ONLY, install_observability
 from closeloop_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -100,6 +100,7 @@ def create_app(
             await engine.dispose()
 
     app = GatewayAPI(
+        telemetry=PROMETHEUS_ONLY,
         title="Closeloop API",
         version=_version(),
         description=DESCRIPTION,

@@ -17,7 +17,7 @@ from closeloop_ingest.publisher import FeedbackPublisher, MessageSink
 from closeloop_ingest.replay import SeenTokens
 from closeloop_ingest.routes import IngestService, router
 from closeloop_shared.config import KafkaSettings
-from closeloop_shared.http.observability import install_observability
+from closeloop_shared.http.observability import PROMETHEUS_ONLY, install_observability
 from closeloop_shared.kafka.producer import EventProducer
 from closeloop_shared.logging import get_logger
 
@@ -105,6 +105,7 @@ def create_app(
         return runtime.producer is not None and await runtime.producer.ping()
 
     app = FastAPI(
+        telemetry=PROMETHEUS_ONLY,
         title="Closeloop ingest",
         summary="Channel webhooks in, one canonical feedback event out onto Kafka.",
         version=_version(),

@@ -28,7 +28,7 @@ from closeloop_shared.config import KafkaSettings
 from closeloop_shared.contracts.feedback import MAX_TEXT_CHARS, Channel, ContractModel, Rating
 from closeloop_shared.contracts.sentiment import Sentiment
 from closeloop_shared.events import FeedbackReceivedEvent, Topic
-from closeloop_shared.http.observability import install_observability
+from closeloop_shared.http.observability import PROMETHEUS_ONLY, install_observability
 from closeloop_shared.kafka.consumer import BatchConsumer
 from closeloop_shared.kafka.producer import EventProducer
 from closeloop_shared.logging import get_logger
@@ -195,6 +195,7 @@ def create_app(
             await runtime.close()
 
     app = FastAPI(
+        telemetry=PROMETHEUS_ONLY,
         title="Closeloop sentiment",
         summary="Scores every feedback item (language, sentiment) and publishes the result.",
         lifespan=lifespan,

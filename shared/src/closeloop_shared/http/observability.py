@@ -9,6 +9,7 @@ from importlib import metadata
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -34,6 +35,11 @@ BUILD_INFO = Gauge(
     "Always 1; labels name the service and the version that is running.",
     ["service", "version"],
 )
+
+# Closeloop exports Prometheus metrics (below). Without this, FastAPI's built-in
+# OpenTelemetry layer looks up the global tracer, meter and logger providers on every
+# request only to find none configured: about 4% of the gateway's CPU per request.
+PROMETHEUS_ONLY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
