@@ -31,7 +31,11 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
 # The browser waits this long for something the pipeline does (score, route, store).
 PIPELINE_WAIT_MS = 60_000
-COMPLAINT = "The app crashed at checkout twice and I was charged for both orders. Unacceptable."
+COMPLAINT = (
+    "The app crashed at checkout twice and I was charged for both orders. Unacceptable. "
+    "I will cancel my subscription if this happens again."
+)
+DANA = {"id": "c-42", "name": "Dana Reyes", "email": "dana@example.com"}
 # Feedback already in when the lead signs in: two complaints (one Chinese) and praise.
 EARLIER = [
     {
@@ -52,6 +56,16 @@ EARLIER = [
         "rating": {"type": "csat", "value": 1},
         "touchpoint": "returns",
         "journey_stage": "support",
+    },
+    {
+        # The app complainant's earlier praise by e-mail: no alert, but on her alert's page.
+        "channel": "email",
+        "external_id": "console-e2e-dana-thanks",
+        "subject": "Thank you",
+        "text": "Thanks for the quick delivery last month, I love the new app.",
+        "customer": DANA,
+        "touchpoint": "delivery",
+        "journey_stage": "usage",
     },
     {
         "channel": "social",
@@ -203,7 +217,7 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
                 "external_id": "console-e2e-app",
                 "text": COMPLAINT,
                 "occurred_at": occurred,
-                "customer": {"id": "c-42", "name": "Dana Reyes", "email": "dana@example.com"},
+                "customer": DANA,
                 "rating": {"type": "nps", "value": 1},
                 "touchpoint": "checkout",
                 "journey_stage": "purchase",
@@ -224,6 +238,20 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
     await page.keyboard.press("Enter")
     await expect(page.get_by_test_id("feedback-text")).to_contain_text("crashed at checkout")
     await expect(page.get_by_test_id("alert-status")).to_have_text("Open")
+    # What the analysis found: the urgency cue marked in the text (labelled, in the
+    # legend), the emotions listed, and the customer's earlier e-mail on another channel.
+    cue = page.get_by_test_id("feedback-text").locator("mark.cue.urgency")
+    await expect(cue).to_have_count(1)
+    await expect(cue).to_contain_text("cancel my")
+    await expect(cue).to_have_attribute("title", re.compile(r"^Urgency cue: "))
+    await expect(page.get_by_test_id("legend")).to_contain_text("urgency cue")
+    await expect(page.get_by_test_id("urgency-cues")).to_contain_text("cancel my")
+    emotions = page.get_by_test_id("emotions")
+    await expect(emotions).to_contain_text("Anger")
+    await expect(emotions.locator("meter")).not_to_have_count(0)
+    related = page.get_by_test_id("related")
+    await expect(related).to_contain_text("Thanks for the quick delivery")
+    await expect(related).to_contain_text("no alert")
 
     # "a" acknowledges.
     await page.locator("body").press("a")
@@ -253,11 +281,21 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
     assert await _dashboard_figure(page, gateway, "mttr") != "—"
     assert await _dashboard_figure(page, gateway, "open-alerts") == "2"
     volume = page.locator('[data-kpi="volume"] .value a')
-    await expect(volume).to_have_text("4")
+    await expect(volume).to_have_text("5")
     # Every number links to the items behind it: the alert count opens the inbox with them.
     await page.get_by_test_id("by-channel").locator("tr[data-key='app'] .alerts-count a").click()
     await expect(page).to_have_url(re.compile(r"/console/inbox\?.*channel=app"))
     await expect(rows).to_have_count(1)
+    # The alerts service filters (exact over every alert): e-mail alerts are Sam's only;
+    # none of the three has breached its SLA; the purchase stage is the app alert's.
+    await page.goto(gateway + "/console/inbox?status=all&channel=email")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("Email")
+    await page.goto(gateway + "/console/inbox?status=all&sla=breached")
+    await expect(page.get_by_text("No alerts match.")).to_be_visible()
+    await page.goto(gateway + "/console/inbox?status=all&journey_stage=purchase")
+    await expect(rows).to_have_count(1)
+    await expect(rows.first).to_contain_text("App")
     await page.goto(gateway + "/console/dashboard")
     await _shoot(page, "dashboard-desktop")
 
