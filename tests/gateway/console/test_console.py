@@ -119,6 +119,56 @@ async def test_pages_need_a_session(console: httpx.AsyncClient) -> None:
     assert 'id="key"' in form.text
 
 
+async def test_a_link_from_another_site_reaches_the_page_it_names(
+    console: httpx.AsyncClient,
+) -> None:
+    """A notification's link: the browser leaves the Strict cookie out of a cross-site
+    navigation, so the console asks again from itself (which carries it); without a
+    session then either, sign-in sends the person back to the page."""
+    console.cookies.clear()
+    target = f"/console/alerts/{HOTLINE['id']}?from=slack"
+    bounce = await console.get(target, headers={**HTML, "Sec-Fetch-Site": "cross-site"})
+    assert bounce.status_code == 200
+    escaped = target.replace("&", "&amp;")
+    assert f'<meta http-equiv="refresh" content="0;url={escaped}">' in bounce.text
+    assert "Content-Security-Policy".lower() in bounce.headers
+    again = await console.get(target, headers={**HTML, "Sec-Fetch-Site": "same-origin"})
+    assert again.status_code == 303
+    signed_in = await console.post(
+        "/console/sign-in",
+        data={"key": ADMIN_KEY, "next": target},
+        headers=HTML,
+    )
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == target
+    # With the session, the same cross-site link opens the page at once.
+    page = await console.get(target, headers={**HTML, "Sec-Fetch-Site": "cross-site"})
+    assert page.status_code == 200
+    assert 'data-testid="feedback-text"' in page.text
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/console",
+        "https://evil.example/console/inbox",
+        "/console\\@evil.example",
+        "/consoleevil",
+        "/console/inbox\r\nSet-Cookie: x=1",
+        "",
+    ],
+)
+async def test_sign_in_goes_back_only_to_console_paths(
+    console: httpx.AsyncClient, target: str
+) -> None:
+    console.cookies.clear()
+    signed_in = await console.post(
+        "/console/sign-in", data={"key": ADMIN_KEY, "next": target}, headers=HTML
+    )
+    assert signed_in.status_code == 303
+    assert signed_in.headers["location"] == "/console/inbox"
+
+
 async def test_sign_in_sets_a_strict_http_only_cookie_without_the_key(
     console: httpx.AsyncClient,
 ) -> None:

@@ -201,8 +201,7 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 _same_origin(request)
             response = await handler(request, console)
         except SignInRequired:
-            target = "/console/sign-in?" + urlencode({"next": _here(request)})
-            response = RedirectResponse(target, status_code=303)
+            response = _sign_in_first(request, console)
         except views.FilterError as error:
             response = console.error(request, 422, "invalid_request", str(error))
         except AlertsError as error:
@@ -215,6 +214,22 @@ def page(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         return response
 
     return endpoint
+
+
+def _sign_in_first(request: Request, console: Console) -> Response:
+    """Where a request without a session goes.
+
+    A link followed from another site (a Slack or e-mail notification) arrives without the
+    SameSite=Strict cookie even when the person is signed in. The browser says so
+    (``Sec-Fetch-Site: cross-site``): such a GET gets a page that asks for the same URL
+    again from the console itself, which does carry the cookie. Only when that request has
+    no session either does the person sign in, and is then sent back to the URL
+    (``next``, console paths only).
+    """
+    here = _here(request)
+    if request.method == "GET" and request.headers.get("sec-fetch-site") == "cross-site":
+        return console.render(request, "continue.html", target=here)
+    return RedirectResponse("/console/sign-in?" + urlencode({"next": here}), status_code=303)
 
 
 def _here(request: Request) -> str:
@@ -251,8 +266,14 @@ def _field(form: FormData, name: str) -> str | None:
 
 
 def _safe_next(target: str | None) -> str:
-    # Only back into the console: never an open redirect to another site.
-    if target and target.startswith("/console") and not target.startswith("//"):
+    # Only back into the console: never an open redirect to another site (no scheme or
+    # host, no backslash a browser would read as "/", no control characters).
+    if (
+        target
+        and (target == "/console" or target.startswith(("/console/", "/console?")))
+        and "\\" not in target
+        and not any(ord(character) < 0x20 for character in target)
+    ):
         return target
     return "/console/inbox"
 
