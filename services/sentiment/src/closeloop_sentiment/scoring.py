@@ -559,7 +559,12 @@ class ChineseLinearModel:
 
     @classmethod
     def load(cls, analyzer: SentimentIntensityAnalyzer, head: str = "zh-lr") -> ChineseLinearModel:
-        return cls(LinearModel.load(head), analyzer)
+        model = LinearModel.load(head)
+        # Featurise once now, so a head's lazily loaded resources (zh-tfidf:
+        # jieba's dictionary, ~1 s) load with the model, before readiness, not
+        # on the first Chinese item of the stream.
+        model.featurise("加载")
+        return cls(model, analyzer)
 
     def cx_logit(self, text: str) -> tuple[float, bool]:
         """The CX terms' log-odds and whether a negative one matched."""
