@@ -157,3 +157,25 @@ async def test_score_history_refuses_a_malformed_id(api: httpx.AsyncClient) -> N
     response = await api.get("/v1/feedback/not-a-uuid/scores")
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_request"
+
+
+async def test_score_history_is_team_scoped_like_the_item(
+    api: httpx.AsyncClient, producer: EventProducer
+) -> None:
+    complaint = scored(channel=Channel.EMAIL, text="Billed twice again.")
+    praise = scored(channel=Channel.APP, label=SentimentLabel.POSITIVE, score=0.8)
+    await publish(producer, complaint, praise)
+    owner = (await alert_of(api, complaint))["owner"]
+    await history(api, praise, 1)
+
+    def as_agent(team: str) -> dict[str, str]:
+        return {"X-Closeloop-Role": "agent", "X-Closeloop-Team": team}
+
+    own = await api.get(f"/v1/feedback/{complaint.feedback.id}/scores", headers=as_agent(owner))
+    assert own.status_code == 200
+    assert own.json()["live"]["label"] == "negative"
+    # Another team's item, and an item that raised no alert, look like unknown ones.
+    for item, team in ((complaint, f"not-{owner}"), (praise, owner)):
+        other = await api.get(f"/v1/feedback/{item.feedback.id}/scores", headers=as_agent(team))
+        assert other.status_code == 404
+        assert other.json()["error"]["code"] == "feedback_not_found"

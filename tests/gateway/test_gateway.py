@@ -367,6 +367,9 @@ async def test_alert_routes_are_forwarded_with_query_and_identity(
     assert alerts.last(related).query == b"limit=5"
     refused = await gateway.get(f"{related}?limit=0", headers=bearer(support_key))
     assert refused.status_code == 422
+    scores = f"/v1/feedback/{feedback_id}/scores"
+    assert (await gateway.get(scores, headers=bearer(support_key))).is_success
+    assert alerts.last(scores).method == "GET"
     filtered = await gateway.get(
         "/v1/alerts?status=open&status=acknowledged&channel=email&sla=at_risk&topic=(none)",
         headers=bearer(support_key),
@@ -606,6 +609,7 @@ PUBLIC_OPERATIONS = {
     ("/v1/alerts/{alert_id}/resolve", "post"),
     ("/v1/feedback/{feedback_id}", "get"),
     ("/v1/feedback/{feedback_id}/related", "get"),
+    ("/v1/feedback/{feedback_id}/scores", "get"),
     ("/v1/alerts/{alert_id}/reopen", "post"),
     ("/v1/alerts/{alert_id}/assign", "post"),
     ("/v1/alerts/{alert_id}/comments", "post"),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
@@ -31,6 +31,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from closeloop_alerts import repository
+from closeloop_alerts.access import UNRESTRICTED, Access, CallerAccess, hidden
 from closeloop_alerts.models import Alert, Feedback, SentimentScore
 from closeloop_alerts.schemas import SentimentOut
 from closeloop_shared.events import SentimentRescoredEvent
@@ -161,7 +162,11 @@ class ScoreHistory(BaseModel):
     """Every stored score of the item, the live one first, then by when it was stored."""
 
 
-async def score_history(session: AsyncSession, feedback_id: uuid.UUID) -> ScoreHistory | None:
+async def score_history(
+    session: AsyncSession, feedback_id: uuid.UUID, access: Access = UNRESTRICTED
+) -> ScoreHistory | Literal["hidden"] | None:
+    """The item's scores; None if it has none, "hidden" if ``access`` may not see it (an
+    agent or lead sees only items whose alert is their team's, as on the item itself)."""
     scores = list(
         await session.scalars(
             select(SentimentScore)
@@ -171,11 +176,16 @@ async def score_history(session: AsyncSession, feedback_id: uuid.UUID) -> ScoreH
     )
     if not scores:
         return None
-    alerted = await session.scalar(
-        select(Alert.sentiment_score_id).where(
-            Alert.feedback_id == feedback_id, Alert.kind == "item"
+    alert = (
+        await session.execute(
+            select(Alert.sentiment_score_id, Alert.owner_id, Alert.escalated_to).where(
+                Alert.feedback_id == feedback_id, Alert.kind == "item"
+            )
         )
-    )
+    ).first()
+    if access.scoped and (alert is None or not access.sees(alert.owner_id, alert.escalated_to)):
+        return "hidden"
+    alerted = alert.sentiment_score_id if alert is not None else None
     entries = [
         ScoreHistoryEntry(
             **SentimentOut.of(score).model_dump(),
@@ -197,12 +207,15 @@ router = APIRouter(prefix="/v1", tags=["feedback"])
     responses={404: {"description": "No such feedback item."}},
 )
 async def get_score_history(
-    feedback_id: Annotated[uuid.UUID, Path()], request: Request
+    feedback_id: Annotated[uuid.UUID, Path()], request: Request, access: CallerAccess
 ) -> ScoreHistory | JSONResponse:
-    """Every score of a stored item with its model and version; which one is live."""
+    """Every score of a stored item with its model and version; which one is live. Team
+    scoped like the item itself: another team's item answers 404, as an unknown one does."""
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.api.sessionmaker
     async with sessionmaker() as session:
-        history = await score_history(session, feedback_id)
+        history = await score_history(session, feedback_id, access)
+    if history == "hidden":
+        return hidden("feedback", feedback_id)
     if history is None:
         return problem(
             404, "feedback_not_found", f"No feedback with id {feedback_id}.", id=str(feedback_id)

@@ -55,6 +55,7 @@ from closeloop_gateway.schemas import (
     OwnerOut,
     Problem,
     RelatedFeedback,
+    ScoreHistory,
 )
 from closeloop_shared.contracts.alerts import AlertPriority, AlertStatus
 from closeloop_shared.contracts.feedback import (
@@ -982,6 +983,13 @@ async def get_related_feedback(
     return await _forward_plain(request, caller, f"/v1/feedback/{feedback_id}/related")
 
 
+async def get_score_history(
+    feedback_id: uuid.UUID, request: Request, caller: AlertsReader
+) -> Response:
+    """Every score of a stored item with its model and version; which one is live."""
+    return await _forward_plain(request, caller, f"/v1/feedback/{feedback_id}/scores")
+
+
 def add_alerts_routes(app: FastAPI) -> None:
     def add(
         path: str,
@@ -1079,6 +1087,16 @@ def add_alerts_routes(app: FastAPI) -> None:
         "Get the same customer's other feedback across channels",
         Scope.ALERTS_READ,
         RelatedFeedback,
+        (404,),
+    )
+    add(
+        "/v1/feedback/{feedback_id}/scores",
+        get_score_history,
+        "GET",
+        "getScoreHistory",
+        "Get every score of a feedback item (live and re-scores, with model versions)",
+        Scope.ALERTS_READ,
+        ScoreHistory,
         (404,),
     )
     for suffix, endpoint, operation_id, summary, body, errors in (

@@ -612,3 +612,21 @@ class RelatedFeedback(BaseModel):
     feedback_id: uuid.UUID
     items: list[RelatedItem]
     more: bool = Field(description="There are more than `limit` such items.")
+
+
+class ScoreHistoryEntry(Sentiment):
+    model_config = ConfigDict(extra="allow")
+
+    live: bool = Field(description="The score the pipeline acted on (routing, alerts, KPIs).")
+    raised_alert: bool = Field(description="The score the item's alert was raised from.")
+    stored_at: AwareDatetime
+
+
+class ScoreHistory(BaseModel):
+    """Every stored score of an item (the live one and re-scores by other model versions)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    feedback_id: uuid.UUID
+    live: ScoreHistoryEntry
+    scores: list[ScoreHistoryEntry] = Field(description="The live score first, then as stored.")
