@@ -11,7 +11,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from closeloop_alerts import kpis, pii, privacy_api, related, repository
+from closeloop_alerts import feedback_list, kpis, pii, privacy_api, related, repository
 from closeloop_alerts.config import AlertsSettings
 from closeloop_alerts.delivery import DeliveryDispatcher, RetryPolicy, make_client
 from closeloop_alerts.metrics import (
@@ -343,6 +343,7 @@ def create_app(
     app.include_router(admin)
     app.include_router(privacy_api.router)
     app.include_router(related.router)
+    app.include_router(feedback_list.router)
     app.include_router(rescores_router)
 
     async def database_ready() -> bool:

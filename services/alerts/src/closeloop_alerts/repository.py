@@ -18,7 +18,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Executable, Table, delete, func, select, text, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    Executable,
+    Select,
+    Table,
+    delete,
+    func,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -475,6 +486,35 @@ async def get_feedback_detail(
     return FeedbackDetail(feedback, score, alert)
 
 
+def feedback_with_live_score_and_alert() -> Select[Feedback, SentimentScore, Alert]:
+    """Feedback rows with their live score and the alert they raised or joined (either may
+    be NULL): the base of the item lists (related items, ``GET /v1/feedback``)."""
+    raised = (
+        select(Alert.id)
+        .where(Alert.feedback_id == Feedback.id, Alert.kind == "item")
+        .correlate(Feedback)
+        .scalar_subquery()
+    )
+    joined = (
+        select(AlertItem.alert_id)
+        .where(AlertItem.feedback_id == Feedback.id)
+        .correlate(Feedback)
+        .scalar_subquery()
+    )
+    # The live score is the first stored one (rescores.live_first): never a re-score.
+    live = (
+        select(func.min(SentimentScore.id))
+        .where(SentimentScore.feedback_id == Feedback.id)
+        .correlate(Feedback)
+        .scalar_subquery()
+    )
+    return (
+        select(Feedback, SentimentScore, Alert)
+        .outerjoin(SentimentScore, SentimentScore.id == live)
+        .outerjoin(Alert, Alert.id == func.coalesce(raised, joined))
+    )
+
+
 @dataclass
 class RelatedItem:
     """Another feedback item of the same customer, with its live score and its alert."""
@@ -507,29 +547,8 @@ async def related_feedback(
         )
         .distinct()
     )
-    raised = (
-        select(Alert.id)
-        .where(Alert.feedback_id == Feedback.id, Alert.kind == "item")
-        .correlate(Feedback)
-        .scalar_subquery()
-    )
-    joined = (
-        select(AlertItem.alert_id)
-        .where(AlertItem.feedback_id == Feedback.id)
-        .correlate(Feedback)
-        .scalar_subquery()
-    )
-    # The live score is the first stored one (rescores.live_first): never a re-score.
-    live = (
-        select(func.min(SentimentScore.id))
-        .where(SentimentScore.feedback_id == Feedback.id)
-        .correlate(Feedback)
-        .scalar_subquery()
-    )
     statement = (
-        select(Feedback, SentimentScore, Alert)
-        .outerjoin(SentimentScore, SentimentScore.id == live)
-        .outerjoin(Alert, Alert.id == func.coalesce(raised, joined))
+        feedback_with_live_score_and_alert()
         .where(Feedback.id.in_(same_customer), Feedback.erased_at.is_(None))
         .order_by(Feedback.occurred_at.desc(), Feedback.id.desc())
         .limit(limit + 1)
