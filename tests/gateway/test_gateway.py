@@ -367,6 +367,20 @@ async def test_alert_routes_are_forwarded_with_query_and_identity(
     assert alerts.last(related).query == b"limit=5"
     refused = await gateway.get(f"{related}?limit=0", headers=bearer(support_key))
     assert refused.status_code == 422
+    listed = await gateway.get(
+        "/v1/feedback?channel=app&sentiment=negative&sentiment=neutral&rating_type=nps"
+        "&journey_stage=(none)&limit=5",
+        headers=bearer(support_key),
+    )
+    assert listed.is_success
+    assert alerts.last("/v1/feedback").method == "GET"
+    assert alerts.last("/v1/feedback").query == (
+        b"channel=app&sentiment=negative&sentiment=neutral&rating_type=nps"
+        b"&journey_stage=(none)&limit=5"
+    )
+    assert (
+        await gateway.get("/v1/feedback?rating_type=stars", headers=bearer(support_key))
+    ).status_code == 422
     scores = f"/v1/feedback/{feedback_id}/scores"
     assert (await gateway.get(scores, headers=bearer(support_key))).is_success
     assert alerts.last(scores).method == "GET"
@@ -604,6 +618,7 @@ PUBLIC_OPERATIONS = {
     ("/v1/webhooks/meta", "get"),
     ("/v1/webhooks/meta", "post"),
     ("/v1/alerts", "get"),
+    ("/v1/feedback", "get"),
     ("/v1/alerts/{alert_id}", "get"),
     ("/v1/alerts/{alert_id}/acknowledge", "post"),
     ("/v1/alerts/{alert_id}/resolve", "post"),

@@ -48,6 +48,7 @@ from closeloop_gateway.schemas import (
     DryRunOut,
     ErasureOut,
     FeedbackDetail,
+    FeedbackPage,
     ItemAccepted,
     ItemsAccepted,
     KpiReport,
@@ -973,6 +974,39 @@ async def get_feedback(feedback_id: uuid.UUID, request: Request, caller: AlertsR
     )
 
 
+async def list_feedback(
+    request: Request,
+    caller: AlertsReader,
+    channel: Channel | None = None,
+    touchpoint: Annotated[
+        str | None, Query(pattern=ITEM_VALUE, description="`(none)`: no touchpoint given.")
+    ] = None,
+    journey_stage: Annotated[
+        str | None, Query(pattern=JOURNEY_STAGE, description="`(none)`: no stage given.")
+    ] = None,
+    sentiment: Annotated[
+        list[Literal["negative", "neutral", "positive"]] | None,
+        Query(description="The live score's label; repeat for any of several."),
+    ] = None,
+    rating_type: Literal["nps", "csat", "ces"] | None = None,
+    topic: Annotated[
+        str | None, Query(pattern=ITEM_VALUE, description="`(none)`: items without a topic.")
+    ] = None,
+    occurred_from: Annotated[
+        str | None, Query(alias="from", max_length=64, description="Occurred at or after.")
+    ] = None,
+    occurred_to: Annotated[
+        str | None, Query(alias="to", max_length=64, description="Occurred before.")
+    ] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+) -> Response:
+    """Stored feedback, newest first, filtered as the KPIs group it (same range, same
+    groups: a KPI number and the length of its list agree); follow `next_cursor` for more."""
+    # Declared for the document and checked here; the query string goes upstream untouched.
+    return await _forward_plain(request, caller, "/v1/feedback", fixed=True)
+
+
 async def get_related_feedback(
     feedback_id: uuid.UUID,
     request: Request,
@@ -1068,6 +1102,16 @@ def add_alerts_routes(app: FastAPI) -> None:
         AlertOut,
         (404, 409, 413, 415),
         {"requestBody": _body("application/json", _ref("ResolveAlertIn"))},
+    )
+    add(
+        "/v1/feedback",
+        list_feedback,
+        "GET",
+        "listFeedback",
+        "List stored feedback (the items behind the KPI numbers)",
+        Scope.ALERTS_READ,
+        FeedbackPage,
+        (),
     )
     add(
         "/v1/feedback/{feedback_id}",

@@ -614,6 +614,19 @@ class RelatedFeedback(BaseModel):
     more: bool = Field(description="There are more than `limit` such items.")
 
 
+class FeedbackPage(BaseModel):
+    """Stored feedback, newest first (by when it occurred)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    items: list[RelatedItem] = Field(
+        description="Each item with its live score and the alert it raised or joined."
+    )
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next (older) page; null on the last page."
+    )
+
+
 class ScoreHistoryEntry(Sentiment):
     model_config = ConfigDict(extra="allow")
 
