@@ -100,6 +100,43 @@ def a_detail(alert: dict[str, Any], text: str, topics: list[str]) -> dict[str, A
     return detail
 
 
+def a_feedback_item(
+    number: int, channel: str, label: str | None, rating: dict[str, Any] | None
+) -> dict[str, Any]:
+    """An entry of ``GET /v1/feedback``; items with a negative label have an open alert."""
+    occurred = (datetime(2026, 11, 7, 12, 0, tzinfo=UTC) - timedelta(hours=number)).isoformat()
+    return {
+        "feedback": {
+            "id": f"00000000-0000-4000-8000-{number:012d}",
+            "channel": channel,
+            "external_id": f"item-{number}",
+            "text": f"Item {number} <says> something",
+            "subject": None,
+            "customer": {"name": "Li Wei"},
+            "rating": rating,
+            "touchpoint": "checkout",
+            "journey_stage": None,
+            "language": "en",
+            "attributes": {},
+            "occurred_at": occurred,
+            "received_at": occurred,
+        },
+        "sentiment": None
+        if label is None
+        else {
+            "label": label,
+            "score": -0.8 if label == "negative" else 0.5,
+            "confidence": 0.9,
+            "language": "en",
+            "model": "lexicon",
+            "model_version": "1",
+            "scored_at": occurred,
+        },
+        "alert_id": f"10000000-0000-4000-8000-{number:012d}" if label == "negative" else None,
+        "alert_status": "open" if label == "negative" else None,
+    }
+
+
 def a_kpi_group(key: str, volume: int, negative: int, alerts: int) -> dict[str, Any]:
     return {
         "key": key,
@@ -129,6 +166,33 @@ class FakeAlerts(FakeUpstream):
     action_replies: list[Reply] = field(default_factory=list)
     # Related feedback by feedback id (an id missing here answers 404).
     related: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Stored feedback items (``GET /v1/feedback``), newest first.
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+    # When set, feedback pages hold at most this many items whatever the limit asked.
+    feedback_page_size: int | None = None
+
+    def _feedback_page(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        """Some of the real list's filters, and its paging (here the cursor is an offset)."""
+        items = [
+            item
+            for item in self.feedback
+            if ("channel" not in query or item["feedback"]["channel"] == query["channel"][0])
+            and (
+                "sentiment" not in query
+                or (item["sentiment"] or {}).get("label") in query["sentiment"]
+            )
+            and (
+                "rating_type" not in query
+                or (item["feedback"]["rating"] or {}).get("type") == query["rating_type"][0]
+            )
+        ]
+        start = int(query.get("cursor", ["0"])[0])
+        limit = min(int(query.get("limit", ["50"])[0]), self.feedback_page_size or 200)
+        more = start + limit < len(items)
+        return {
+            "items": items[start : start + limit],
+            "next_cursor": str(start + limit) if more else None,
+        }
 
     def _listed(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         """The list filters the real service applies in SQL, on these few alerts."""
@@ -152,6 +216,8 @@ class FakeAlerts(FakeUpstream):
         path, query = request.path, parse_qs(request.query.decode())
         if request.method == "GET" and path == "/v1/alerts":
             return _json({"items": self._listed(query), "next_cursor": None})
+        if request.method == "GET" and path == "/v1/feedback":
+            return _json(self._feedback_page(query))
         if request.method == "GET" and path.endswith("/related"):
             feedback_id = path.split("/")[3]
             if feedback_id not in self.related:

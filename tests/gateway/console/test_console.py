@@ -13,6 +13,7 @@ import pytest
 from tests.gateway.console.fake_alerts import (
     FakeAlerts,
     a_detail,
+    a_feedback_item,
     a_kpi_group,
     an_alert,
 )
@@ -75,6 +76,12 @@ async def alerts() -> AsyncIterator[FakeAlerts]:
             },
         ]
     }
+    upstream.feedback = [
+        a_feedback_item(1, "hotline", "negative", {"type": "nps", "value": 2}),
+        a_feedback_item(2, "app", "positive", {"type": "nps", "value": 10}),
+        a_feedback_item(3, "email", "neutral", {"type": "csat", "value": 3}),
+        a_feedback_item(4, "app", None, None),
+    ]
     await upstream.start()
     try:
         yield upstream
@@ -425,11 +432,98 @@ async def test_dashboard_numbers_link_to_the_items_behind_them(
         'href="/console/inbox?from=2026-11-01&amp;to=2026-11-07&amp;status=all&amp;channel=hotline">4</a>'
         in text
     )
+    # Feedback numbers link to the feedback items behind them, with the KPI group's filters.
+    week = "from=2026-11-01&amp;to=2026-11-07"
+    assert f'data-testid="feedback-volume"><a href="/console/feedback?{week}">15</a>' in text
+    assert f'href="/console/feedback?{week}&amp;sentiment=negative">47%</a>' in text
+    assert f'href="/console/feedback?{week}&amp;sentiment=neutral">Neutral 8</a>' in text
+    assert f'href="/console/feedback?{week}&amp;rating_type=nps">-40</a>' in text
+    assert f'href="/console/feedback?{week}&amp;channel=hotline">10</a>' in text
+    assert f'href="/console/feedback?{week}&amp;channel=email&amp;rating_type=nps">-40</a>' in text
+    assert f'href="/console/feedback?{week}&amp;touchpoint=checkout">15</a>' in text
+    # The daily bars count items too; alert numbers (MTTR here) stay with the inbox.
+    assert text.count('<a href="/console/feedback?from=2026-11-0') >= 7
+    assert f'href="/console/inbox?{week}&amp;status=resolved">60 min</a>' in text
     # 7 days, one bar per day; this fake has no stage × touchpoint grouping: no heat map.
     assert text.count('class="seg negative"') == 7
     assert "journey stage and touchpoint" not in text
     bad = await console.get("/console/dashboard?from=2026-11-08&to=2026-11-01", headers=HTML)
     assert bad.status_code == 422
+
+
+async def test_feedback_page_lists_the_items_with_their_filters(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    await _sign_in(console)
+    response = await console.get(
+        "/console/feedback?from=2026-11-01&to=2026-11-07&sentiment=negative&sentiment=positive"
+        "&rating_type=nps&journey_stage=(none)&topic=billing",
+        headers=HTML,
+    )
+    assert response.status_code == 200, response.text
+    sent = parse_qs(alerts.last("/v1/feedback").query.decode())
+    assert sent == {
+        "journey_stage": ["(none)"],
+        "sentiment": ["negative", "positive"],
+        "rating_type": ["nps"],
+        "topic": ["billing"],
+        "from": ["2026-11-01T00:00:00+00:00"],
+        "to": ["2026-11-08T00:00:00+00:00"],
+        "limit": ["200"],
+    }
+    assert alerts.last("/v1/feedback").header("x-closeloop-actor") == "Alice (bootstrap-admin)"
+    text = response.text
+    rows = re.findall(r'<tr data-feedback-id="([^"]+)"', text)
+    assert rows == [alerts.feedback[0]["feedback"]["id"], alerts.feedback[1]["feedback"]["id"]]
+    # Escaped text, the sentiment badge, the rating and the alert link (none for the praise).
+    assert "Item 1 &lt;says&gt; something" in text
+    assert '<span class="badge sentiment negative">Negative</span>' in text
+    assert "NPS 10" in text
+    assert f'href="/console/alerts/{alerts.feedback[0]["alert_id"]}"' in text
+    assert "no alert" in text
+    # The form keeps the filters; the nav marks the page.
+    assert 'value="negative" checked' in text
+    assert 'value="neutral" >' in text
+    assert '<option value="nps" selected>' in text
+    assert 'href="/console/feedback" aria-current="page"' in text
+
+
+async def test_feedback_page_pages_with_the_cursor(
+    console: httpx.AsyncClient, alerts: FakeAlerts
+) -> None:
+    await _sign_in(console)
+    alerts.feedback_page_size = 3
+    try:
+        first = await console.get("/console/feedback?channel=app", headers=HTML)
+        everything = await console.get("/console/feedback?from=2026-11-01", headers=HTML)
+        older = re.search(r'href="(/console/feedback\?[^"]*cursor=[^"]*)"', everything.text)
+        assert older is not None
+        second = await console.get(older.group(1).replace("&amp;", "&"), headers=HTML)
+    finally:
+        alerts.feedback_page_size = None
+    ids = [item["feedback"]["id"] for item in alerts.feedback]
+    assert re.findall(r'data-feedback-id="([^"]+)"', first.text) == [ids[1], ids[3]]
+    assert 'data-testid="older-feedback"' not in first.text
+    assert re.findall(r'data-feedback-id="([^"]+)"', everything.text) == ids[:3]
+    assert re.findall(r'data-feedback-id="([^"]+)"', second.text) == ids[3:]
+    # The next page keeps the filters and carries the service's cursor.
+    assert alerts.last("/v1/feedback").query == (
+        b"from=2026-11-01T00%3A00%3A00%2B00%3A00&limit=200&cursor=3"
+    )
+
+
+async def test_feedback_page_refuses_bad_filters(console: httpx.AsyncClient) -> None:
+    await _sign_in(console)
+    for query in ("sentiment=furious", "rating_type=stars", "from=2026-11-08&to=2026-11-01"):
+        answer = await console.get(f"/console/feedback?{query}", headers={"Accept": "*/*"})
+        assert answer.status_code == 422, query
+        assert answer.json()["error"]["code"] == "invalid_request"
+    empty = await console.get("/console/feedback?channel=social", headers=HTML)
+    assert "No feedback matches." in empty.text
+    chinese = await console.get(
+        "/console/feedback?channel=social", headers={**HTML, "Accept-Language": "zh-CN"}
+    )
+    assert "没有符合条件的反馈。" in chinese.text
 
 
 async def test_static_assets_are_cached_by_content_hash(console: httpx.AsyncClient) -> None:
@@ -481,9 +575,11 @@ async def test_dashboard_heat_map_when_the_alerts_service_groups_by_stage_and_to
     # 90 % negative is a dark cell with white text; 0 % a near-white one with dark text.
     assert 'fill="hsl(0 75% 47%)"' in text
     assert 'fill="hsl(0 75% 97%)"' in text
+    # A cell is a share of negative items: it links to those items of the cell.
     assert (
-        'href="/console/inbox?from=2026-11-01&amp;to=2026-11-07&amp;status=all'
-        '&amp;journey_stage=purchase&amp;touchpoint=checkout"' in text
+        'href="/console/feedback?from=2026-11-01&amp;to=2026-11-07'
+        '&amp;journey_stage=purchase&amp;touchpoint=checkout&amp;sentiment=negative"' in text
     )
+    assert "status=all&amp;journey_stage=purchase&amp;touchpoint=checkout" not in text
     # A stage without data for a touchpoint is an empty cell, not a zero.
     assert text.count('<svg class="cell"') == 2

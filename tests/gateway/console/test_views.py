@@ -91,6 +91,42 @@ def test_filters_parse_and_refuse() -> None:
             views.parse_filters(bad)
 
 
+def test_feedback_filters_are_the_kpi_groups() -> None:
+    filters = views.parse_feedback_filters(
+        {"channel": "app", "journey_stage": "(none)", "rating_type": "nps", "to": "2026-11-07"},
+        ["negative", "neutral", "negative"],
+    )
+    assert filters.upstream_query() == {
+        "channel": "app",
+        "touchpoint": None,
+        "journey_stage": "(none)",
+        "sentiment": ["negative", "neutral"],
+        "rating_type": "nps",
+        "topic": None,
+        "from": None,
+        # Whole UTC days, as the dashboard's KPI range: [from 00:00, the day after to).
+        "to": "2026-11-08T00:00:00+00:00",
+    }
+    assert filters.query() == {
+        "channel": "app",
+        "journey_stage": "(none)",
+        "sentiment": ["negative", "neutral"],
+        "rating_type": "nps",
+        "to": "2026-11-07",
+    }
+    assert views.parse_feedback_filters({}, []).upstream_query()["sentiment"] == []
+    for bad, sentiments in (
+        ({"channel": "fax"}, []),
+        ({}, ["furious"]),
+        ({"rating_type": "stars"}, []),
+        ({"journey_stage": "shopping"}, []),
+        ({"topic": "a\x00"}, []),
+        ({"from": "2026-11-08", "to": "2026-11-01"}, []),
+    ):
+        with pytest.raises(views.FilterError):
+            views.parse_feedback_filters(bad, sentiments)
+
+
 def _title(kind: str) -> Callable[[str], str]:
     return lambda value: f"{kind}: {value}"
 
@@ -168,6 +204,8 @@ def test_trend_bars_scale_to_the_tallest() -> None:
     full = views.CHART_HEIGHT - views.CHART_TOP
     assert sum(segment[2] for segment in tall.segments) == pytest.approx(full)
     assert sum(segment[2] for segment in short.segments) == pytest.approx(full / 4)
+    # A bar counts feedback items: it links to them by its days, not to alerts.
+    assert tall.link_query == {"from": "2026-11-22", "to": "2026-11-22"}
 
 
 def test_rising_topics() -> None:

@@ -111,7 +111,8 @@ class Console:
             milliseconds=views.milliseconds,
             percent=views.percent,
             number=views.number,
-            urlencode=urlencode,
+            # doseq: a list value repeats its field (sentiment=negative&sentiment=neutral).
+            urlencode=lambda query: urlencode(query, doseq=True),
             heat_colour=views.heat_colour,
             heat_text_colour=views.heat_text_colour,
         )
@@ -395,6 +396,43 @@ async def inbox(request: Request, console: Console) -> Response:
     )
 
 
+# --- the feedback list ------------------------------------------------------------------------
+
+
+async def feedback(request: Request, console: Console) -> Response:
+    """Stored feedback, filtered as the dashboard's KPI groups: where its feedback numbers
+    (volume, sentiment mix, NPS, CSAT, CES, heat map, daily bars) link to."""
+    visitor = await console.visitor(request)
+    filters = views.parse_feedback_filters(
+        request.query_params, request.query_params.getlist("sentiment")
+    )
+    cursor = request.query_params.get("cursor")
+    if cursor is not None and len(cursor) > 512:
+        raise views.FilterError("cursor is too long.")
+    # Every filter is applied by the alerts service, in its database: the page is exact.
+    listed = await visitor.api.get(
+        "/v1/feedback",
+        {
+            **filters.upstream_query(),
+            "limit": str(console.settings.inbox_page_size),
+            "cursor": cursor,
+        },
+    )
+    return console.render(
+        request,
+        "feedback.html",
+        visitor,
+        items=listed["items"],
+        filters=filters,
+        query=filters.query(),
+        next_cursor=listed.get("next_cursor"),
+        channels=views.CHANNELS,
+        stages=(*views.JOURNEY_STAGES, views.NONE_VALUE),
+        sentiments=views.SENTIMENTS,
+        rating_types=views.RATING_TYPES,
+    )
+
+
 # --- one alert --------------------------------------------------------------------------------
 
 
@@ -642,6 +680,7 @@ def install_console(app: FastAPI, settings: ConsoleSettings | None = None) -> Co
         ("/console/inbox/rows", inbox, ["GET"]),
         ("/console/alerts/{alert_id}", alert_page, ["GET"]),
         ("/console/alerts/{alert_id}/{action}", alert_action, ["POST"]),
+        ("/console/feedback", feedback, ["GET"]),
         ("/console/dashboard", dashboard, ["GET"]),
     ]
     for path, handler, methods in routes:

@@ -175,6 +175,78 @@ def parse_filters(query: Mapping[str, str]) -> InboxFilters:
     )
 
 
+# --- the feedback list -------------------------------------------------------------------------
+
+SENTIMENTS = ("negative", "neutral", "positive")
+# The rating types the KPIs aggregate, so the list can show the items behind NPS, CSAT, CES.
+RATING_TYPES = ("nps", "csat", "ces")
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackFilters:
+    """The feedback list's filters: the KPI groups' own (same range, same ``(none)``), so
+    a dashboard number and the list it links to agree."""
+
+    channel: str | None = None
+    touchpoint: str | None = None
+    journey_stage: str | None = None
+    sentiments: tuple[str, ...] = ()
+    rating_type: str | None = None
+    topic: str | None = None
+    since: date | None = None
+    until: date | None = None
+
+    def _values(self) -> dict[str, str | list[str] | None]:
+        return {
+            "channel": self.channel,
+            "touchpoint": self.touchpoint,
+            "journey_stage": self.journey_stage,
+            "sentiment": list(self.sentiments),
+            "rating_type": self.rating_type,
+            "topic": self.topic,
+        }
+
+    def upstream_query(self) -> dict[str, str | list[str] | None]:
+        """As ``GET /v1/feedback`` takes them; whole UTC days, as the dashboard's range."""
+        return {
+            **self._values(),
+            "from": _instant(self.since) if self.since else None,
+            "to": _instant(self.until + timedelta(days=1)) if self.until else None,
+        }
+
+    def query(self) -> dict[str, str | list[str]]:
+        """As a query string's fields (for the next page's link)."""
+        values = {
+            **self._values(),
+            "from": self.since.isoformat() if self.since else None,
+            "to": self.until.isoformat() if self.until else None,
+        }
+        return {key: value for key, value in values.items() if value}
+
+
+def parse_feedback_filters(query: Mapping[str, str], sentiments: Sequence[str]) -> FeedbackFilters:
+    """``sentiments``: every ``sentiment`` value of the query (it repeats)."""
+    chosen = tuple(
+        dict.fromkeys(_choice(value, SENTIMENTS, "sentiment") or "" for value in sentiments)
+    )
+    since = parse_date(query.get("from"), "from")
+    until = parse_date(query.get("to"), "to")
+    if since and until and since > until:
+        raise FilterError("from must not be after to.")
+    return FeedbackFilters(
+        channel=_choice(query.get("channel"), CHANNELS, "channel"),
+        touchpoint=_matching(query.get("touchpoint"), VALUE_PATTERN, "touchpoint"),
+        journey_stage=_choice(
+            query.get("journey_stage"), (*JOURNEY_STAGES, NONE_VALUE), "journey_stage"
+        ),
+        sentiments=tuple(value for value in chosen if value),
+        rating_type=_choice(query.get("rating_type"), RATING_TYPES, "rating_type"),
+        topic=_matching(query.get("topic"), VALUE_PATTERN, "topic"),
+        since=since,
+        until=until,
+    )
+
+
 # --- the alert page ----------------------------------------------------------------------------
 
 
@@ -353,7 +425,8 @@ def trend_bars(points: list[tuple[Range, Mapping[str, int]]]) -> list[Bar]:
                 round(slot * 0.7, 1),
                 tuple(segments),
                 sum(int(v) for v in mix.values()),
-                {"status": "all", "from": span.start.isoformat(), "to": span.end.isoformat()},
+                # The slice's feedback items (the bar counts items, not alerts).
+                {"from": span.start.isoformat(), "to": span.end.isoformat()},
             )
         )
     return bars
