@@ -282,7 +282,25 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
     assert await _dashboard_figure(page, gateway, "open-alerts") == "2"
     volume = page.locator('[data-kpi="volume"] .value a')
     await expect(volume).to_have_text("5")
-    # Every number links to the items behind it: the alert count opens the inbox with them.
+    # Every number links to the items behind it. The feedback volume opens the feedback
+    # list, which holds exactly that many items (most of them raised no alert) ...
+    await volume.click()
+    await expect(page).to_have_url(re.compile(r"/console/feedback\?from=.*&to="))
+    listed = page.locator("[data-testid='feedback'] tbody tr[data-feedback-id]")
+    await expect(listed).to_have_count(5)
+    await expect(listed.filter(has_text="no alert")).to_have_count(2)
+    await expect(listed.filter(has_text="Resolved")).to_have_count(1)
+    await _shoot(page, "feedback-desktop")
+    # ... and the sentiment mix's negative count opens exactly its negative items.
+    await page.goto(gateway + "/console/dashboard")
+    negative = page.locator('[data-kpi="negative_share"] .mix a').first
+    negative_count = int((await negative.inner_text()).split()[-1])
+    assert negative_count >= 3  # the three complaints
+    await negative.click()
+    await expect(listed).to_have_count(negative_count)
+    await expect(listed.locator(".badge.sentiment.negative")).to_have_count(negative_count)
+    await page.goto(gateway + "/console/dashboard")
+    # The alert count opens the inbox with those alerts.
     await page.get_by_test_id("by-channel").locator("tr[data-key='app'] .alerts-count a").click()
     await expect(page).to_have_url(re.compile(r"/console/inbox\?.*channel=app"))
     await expect(rows).to_have_count(1)
@@ -350,5 +368,11 @@ async def test_sign_in_see_an_alert_arrive_act_on_it_and_see_the_dashboard_chang
     await expect(page).to_have_url(re.compile(r"/console/sign-in\?next="))
     await context.close()
 
-    for name in ("inbox-desktop", "alert-desktop", "dashboard-desktop", "inbox-phone-zh"):
+    for name in (
+        "inbox-desktop",
+        "alert-desktop",
+        "dashboard-desktop",
+        "feedback-desktop",
+        "inbox-phone-zh",
+    ):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000
