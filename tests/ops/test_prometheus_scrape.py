@@ -170,7 +170,11 @@ async def test_prometheus_scrapes_every_service_and_the_key_series_move(
 
         # Series that exist once the pipeline ran: lag per partition, pool usage, signal.
         lag = await _query(client, "closeloop_kafka_consumer_lag_messages")
-        assert {s["metric"]["group"] for s in lag} == {"closeloop-sentiment", "closeloop-alerts"}
+        assert {s["metric"]["group"] for s in lag} == {
+            "closeloop-sentiment",
+            "closeloop-alerts",
+            "closeloop-alerts-rescores",  # re-scores have a consumer group of their own
+        }
         assert all("partition" in s["metric"] for s in lag)
         pools = await _query(client, 'closeloop_db_pool_connections{state="in_use"}')
         assert {s["metric"]["pool"] for s in pools} >= {"closeloop-gateway"}, pools

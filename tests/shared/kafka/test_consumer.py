@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import REGISTRY
 
 from closeloop_shared.config import KafkaSettings
 from closeloop_shared.events import dead_letter_topic
@@ -139,6 +140,20 @@ async def test_processes_every_message_then_commits(scenario: Scenario) -> None:
     await consumer.stop()
     assert sorted(scenario.handled) == sorted(f"ok:{i}" for i in range(20))
     assert await _committed_total(scenario) == 20
+
+
+async def test_counters_are_exported_at_zero_before_the_first_message(scenario: Scenario) -> None:
+    # rate() sees no increase in a series that first appears already counting.
+    consumer = scenario.consumer(lambda items: scenario.handled.extend(i.value for i in items))
+    await consumer.start()
+    try:
+        for outcome in ("ok", "dead_lettered"):
+            labels = {"topic": scenario.topic, "group": scenario.group, "outcome": outcome}
+            assert REGISTRY.get_sample_value("closeloop_kafka_messages_consumed_total", labels) == 0
+        retries = {"group": scenario.group}
+        assert REGISTRY.get_sample_value("closeloop_kafka_batch_retries_total", retries) == 0
+    finally:
+        await consumer.stop()
 
 
 async def test_undecodable_message_is_dead_lettered_with_its_origin(scenario: Scenario) -> None:

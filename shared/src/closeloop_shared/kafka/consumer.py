@@ -136,6 +136,11 @@ class BatchConsumer(Generic[T]):
         return self._task is not None and not self._task.done() and self.failure is None
 
     async def start(self) -> None:
+        # Export the counters at 0 before the first message: a series that first appears
+        # already counting has no increase for rate() to see until it moves again.
+        for outcome in ("ok", "dead_lettered"):
+            MESSAGES_CONSUMED.labels(self._topic, self._group_id, outcome)
+        BATCH_RETRIES.labels(self._group_id)
         self._consumer = AIOKafkaConsumer(
             self._topic,
             bootstrap_servers=self._settings.bootstrap_servers,
