@@ -366,6 +366,30 @@ async def test_erased_items_are_left_out(
     erased = await api.post("/v1/privacy/erasures", json={"customer_id": "c-forget-me"})
     assert erased.status_code == 201, erased.text
     assert await _all(api, window) == [str(kept.feedback.id)]
+    # The dashboard's number for the window follows the list.
+    report = (await api.get("/v1/kpis", params=window)).json()
+    assert report["total"]["volume"] == 1
+
+
+async def test_an_alert_escalated_to_the_team_counts_in_its_kpis_and_its_list(
+    api: httpx.AsyncClient, sessionmaker: Sessions, state: RoutingState
+) -> None:
+    when = NOW + timedelta(days=20)
+    window = {"from": when.isoformat(), "to": (when + timedelta(hours=1)).isoformat()}
+    complaint = item(channel=Channel.EMAIL, label=SentimentLabel.NEGATIVE, occurred_at=when)
+    await AlertIntake(sessionmaker, state).process([complaint])
+    async with sessionmaker() as session, session.begin():
+        alert = await session.scalar(
+            select(Alert).where(Alert.feedback_id == complaint.feedback.id)
+        )
+        assert alert is not None
+        assert alert.owner_id == "email-team"
+        alert.escalated_to = AGENT["X-Closeloop-Team"]
+
+    assert await _all(api, window, **AGENT) == [str(complaint.feedback.id)]
+    report = (await api.get("/v1/kpis", params=window, headers=AGENT)).json()
+    # (Its alert was raised now, outside the window: KPIs count alerts by when raised.)
+    assert report["total"]["volume"] == 1
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,8 @@ class ItemFacts:
     label: str | None
     rating_type: str | None
     rating_value: float | None
+    # Team scope (an agent or lead sees an item through its alert: owned or escalated to).
+    escalated_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class AlertFacts:
     resolved_at: datetime | None
     has_sla: bool
     breached: bool
+    escalated_to: str | None = None
 
 
 @dataclass
@@ -206,11 +209,18 @@ async def load(
             latest.c.label,
             latest.c.topics,
             Alert.owner_id,
+            Alert.escalated_to,
         )
         .outerjoin(latest, latest.c.feedback_id == Feedback.id)
         .outerjoin(membership, membership.c.feedback_id == Feedback.id)
         .outerjoin(Alert, Alert.id == membership.c.alert_id)
-        .where(Feedback.occurred_at >= start, Feedback.occurred_at < end)
+        .where(
+            Feedback.occurred_at >= start,
+            Feedback.occurred_at < end,
+            # An erased customer's items keep no content; the feedback list leaves them out
+            # too, so every dashboard number still equals the list behind it.
+            Feedback.erased_at.is_(None),
+        )
     )
     seen: set[uuid.UUID] = set()
     items: list[ItemFacts] = []
@@ -228,6 +238,7 @@ async def load(
                 label=row.label,
                 rating_type=row.rating_type,
                 rating_value=row.rating_value,
+                escalated_to=row.escalated_to,
             )
         )
     alert_rows = await session.execute(
@@ -254,6 +265,7 @@ async def load(
             resolved_at=alert.resolved_at,
             has_sla=alert.ack_due_at is not None or alert.resolve_due_at is not None,
             breached=alert.ack_breached_at is not None or alert.resolve_breached_at is not None,
+            escalated_to=alert.escalated_to,
         )
         for alert, channel, touchpoint, stage, topics in alert_rows
     ]

@@ -553,8 +553,9 @@ async def get_kpis(
     async with context.sessionmaker() as session:
         items, alerts = await kpis.load(session, start, end)
     if access.scoped:
-        items = [item for item in items if item.owner == access.team]
-        alerts = [alert for alert in alerts if alert.owner == access.team]
+        # The same rule as the inbox and the feedback list: owned by or escalated to the team.
+        items = [i for i in items if i.owner is not None and access.sees(i.owner, i.escalated_to)]
+        alerts = [a for a in alerts if access.sees(a.owner, a.escalated_to)]
     rows = kpis.aggregate(items, alerts, group_by)
     return KpiReport(
         start=start,
