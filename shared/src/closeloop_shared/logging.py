@@ -96,6 +96,10 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     # the request-metrics middleware records method, route and status instead.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    # httpx logs every request's full URL at INFO: webhook URLs carry credentials (Slack's
+    # path, DingTalk's access_token), and one line per delivery is noise besides.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.contextvars.bind_contextvars(service=service)
 
 
