@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from closeloop_bench import load, payloads, procstat
 from closeloop_devstack import infra
@@ -321,6 +322,29 @@ async def stored_feedback_count(stack: Stack) -> int:
         return count
     finally:
         await connection.close()
+
+
+async def backlog(stack: Stack) -> tuple[int, int]:
+    """(items published by ingest but not stored yet, deliveries not yet done)."""
+    async with httpx.AsyncClient(timeout=10) as client:
+        metrics = (await client.get(stack.url("ingest") + "/metrics")).text
+    published = sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "closeloop_kafka_messages_produced_total"
+        and sample.labels.get("topic") == "closeloop.feedback.received.v1"
+        and sample.labels.get("outcome") == "ok"
+    )
+    connection = await asyncpg.connect(infra._asyncpg_dsn(stack.database_url))
+    try:
+        stored: int = await connection.fetchval("SELECT count(*) FROM alerts.feedback")
+        pending: int = await connection.fetchval(
+            "SELECT count(*) FROM alerts.delivery WHERE status = 'pending'"
+        )
+    finally:
+        await connection.close()
+    return max(int(published) - stored, 0), pending
 
 
 async def scaled_run(
