@@ -65,6 +65,8 @@ def _one_of(column: str, values: tuple[str, ...]) -> str:
 
 class Feedback(Base):
     __tablename__ = "feedback"
+    # KPIs and the feedback list select by when items occurred (newest first, keyset).
+    __table_args__ = (Index("ix_feedback_occurred_at_id", "occurred_at", "id"),)
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
