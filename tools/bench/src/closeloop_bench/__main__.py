@@ -152,13 +152,16 @@ async def _wait_drained(stack: Stack, timeout_s: float = 900) -> dict[str, float
     initial = items
     while items or deliveries:
         if time.monotonic() - started > timeout_s:
-            raise TimeoutError(
-                f"backlog not worked off in {timeout_s:.0f} s: {items} items to store, "
-                f"{deliveries} deliveries pending"
+            # Measured on anyway, but marked: what follows ran behind this backlog.
+            print(
+                f"    ! backlog not worked off in {timeout_s:.0f} s: {items} items to store, "
+                f"{deliveries} deliveries pending",
+                flush=True,
             )
+            return {"items": initial, "seconds": round(time.monotonic() - started, 1), "drained": 0}
         await asyncio.sleep(0.5)
         items, deliveries = await scenarios.backlog(stack)
-    return {"items": initial, "seconds": round(time.monotonic() - started, 1)}
+    return {"items": initial, "seconds": round(time.monotonic() - started, 1), "drained": 1}
 
 
 def _cpus() -> int:
