@@ -5,19 +5,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
+from closeloop_alerts import feedback_list, privacy_api, related, routes
+from closeloop_alerts.clock import Clock, system_clock
 from closeloop_alerts.delivery_payload import AttemptResult, signed_headers
 from closeloop_alerts.notifiers import Notifier
 from closeloop_alerts.outbound import Allowlist
+from closeloop_alerts.owners import OwnerStore
+from closeloop_alerts.routing import RoutingState
+from closeloop_alerts.service import Lifecycle
 from closeloop_devstack.infra import free_port
 from closeloop_shared.contracts.feedback import (
     Channel,
@@ -30,6 +37,7 @@ from closeloop_shared.contracts.feedback import (
 from closeloop_shared.contracts.feedback import Feedback as FeedbackContract
 from closeloop_shared.contracts.sentiment import ScoredFeedback, Sentiment, SentimentLabel
 from closeloop_shared.events import FeedbackScoredEvent, new_event_id, utcnow
+from closeloop_shared.http.observability import install_observability
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -225,3 +233,36 @@ class WebhookReceiver:
         self._arrived.set()
         response = Response(content=reply.body, status_code=reply.status, headers=reply.headers)
         await response(scope, receive, send)
+
+
+@contextlib.asynccontextmanager
+async def support_api(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    state: RoutingState,
+    *,
+    service: str,
+    clock: Clock = system_clock,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The alerts service's support API (every router agents and the console use) on a bare
+    app with the real database, without consumers: a client of it."""
+    app = FastAPI()
+    for router in (
+        routes.router,
+        routes.admin,
+        privacy_api.router,
+        related.router,
+        feedback_list.router,
+    ):
+        app.include_router(router)
+    app.state.api = routes.ApiContext(
+        sessionmaker=sessionmaker,
+        wake_outbox=lambda: None,
+        lifecycle=Lifecycle(sessionmaker, state, clock=clock),
+        owners=OwnerStore(sessionmaker, state, None),
+        outbound_allowlist=Allowlist.parse(()),
+    )
+    install_observability(app, service=service, readiness={})
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://alerts"
+    ) as client:
+        yield client

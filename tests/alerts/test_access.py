@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
+from fastapi import HTTPException
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from closeloop_alerts import privacy_api, repository, routes
+from closeloop_alerts import repository
 from closeloop_alerts.access import (
     CHANNEL_REPORTER,
     UNRESTRICTED,
@@ -27,12 +27,9 @@ from closeloop_alerts.access import (
     reply_reporter,
 )
 from closeloop_alerts.models import Alert
-from closeloop_alerts.outbound import Allowlist
-from closeloop_alerts.owners import OwnerStore
 from closeloop_alerts.routing import Router, RoutingState, parse_routing
-from closeloop_alerts.service import AlertIntake, Lifecycle
-from closeloop_shared.http.observability import install_observability
-from tests.alerts.support import scored
+from closeloop_alerts.service import AlertIntake
+from tests.alerts.support import scored, support_api
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -118,21 +115,7 @@ def state() -> RoutingState:
 
 @pytest.fixture(scope="module")
 async def api(sessionmaker: Sessions, state: RoutingState) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.include_router(routes.router)
-    app.include_router(routes.admin)
-    app.include_router(privacy_api.router)
-    app.state.api = routes.ApiContext(
-        sessionmaker=sessionmaker,
-        wake_outbox=lambda: None,
-        lifecycle=Lifecycle(sessionmaker, state),
-        owners=OwnerStore(sessionmaker, state, None),
-        outbound_allowlist=Allowlist.parse(()),
-    )
-    install_observability(app, service="alerts-access-test", readiness={})
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://alerts"
-    ) as client:
+    async with support_api(sessionmaker, state, service="alerts-access-test") as client:
         yield client
 
 

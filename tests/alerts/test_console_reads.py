@@ -14,17 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from closeloop_alerts import privacy_api, related, routes
 from closeloop_alerts.models import Alert, SentimentScore
-from closeloop_alerts.outbound import Allowlist
-from closeloop_alerts.owners import OwnerStore
 from closeloop_alerts.rescores import RescoreIntake
 from closeloop_alerts.routing import Router, RoutingState, parse_routing
-from closeloop_alerts.service import AlertIntake, Lifecycle
+from closeloop_alerts.service import AlertIntake
 from closeloop_shared.contracts.feedback import Channel, Customer, JourneyStage
 from closeloop_shared.contracts.sentiment import (
     RescoredSentiment,
@@ -33,8 +29,7 @@ from closeloop_shared.contracts.sentiment import (
     Urgency,
 )
 from closeloop_shared.events import SentimentRescoredEvent
-from closeloop_shared.http.observability import install_observability
-from tests.alerts.support import scored
+from tests.alerts.support import scored, support_api
 
 pytestmark = pytest.mark.integration
 
@@ -111,21 +106,8 @@ def state() -> RoutingState:
 
 @pytest.fixture(scope="module")
 async def api(sessionmaker: Sessions, state: RoutingState) -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
-    app.include_router(routes.router)
-    app.include_router(routes.admin)
-    app.include_router(privacy_api.router)
-    app.include_router(related.router)
-    app.state.api = routes.ApiContext(
-        sessionmaker=sessionmaker,
-        wake_outbox=lambda: None,
-        lifecycle=Lifecycle(sessionmaker, state, clock=lambda: NOW),
-        owners=OwnerStore(sessionmaker, state, None),
-        outbound_allowlist=Allowlist.parse(()),
-    )
-    install_observability(app, service="alerts-console-reads-test", readiness={})
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://alerts"
+    async with support_api(
+        sessionmaker, state, service="alerts-console-reads-test", clock=lambda: NOW
     ) as client:
         yield client
 

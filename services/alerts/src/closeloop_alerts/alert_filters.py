@@ -25,7 +25,7 @@ NONE_VALUE = "(none)"
 # An SLA clock is "at risk" when this share of its window is left (the console's amber).
 AT_RISK_SHARE = 0.25
 # Free-form values of the item (topics, touchpoints): bounded, no control characters.
-_VALUE = r"^[^\x00-\x1f\x7f]{1,128}$"
+VALUE_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
 
 
 class SlaState(StrEnum):
@@ -62,14 +62,7 @@ class AlertFilters:
             found.append(func.jsonb_array_length(SentimentScore.topics) == 0)
         elif self.topic is not None:
             found.append(SentimentScore.topics.contains([self.topic]))
-        for column, wanted in (
-            (Feedback.touchpoint, self.touchpoint),
-            (Feedback.journey_stage, self.journey_stage),
-        ):
-            if wanted == NONE_VALUE:
-                found.append(column.is_(None))
-            elif wanted is not None:
-                found.append(column == wanted)
+        found.extend(place_conditions(self.touchpoint, self.journey_stage))
         if self.created_from is not None:
             found.append(Alert.created_at >= self.created_from)
         if self.created_to is not None:
@@ -77,6 +70,31 @@ class AlertFilters:
         if self.sla is not None:
             found.append(sla_condition(self.sla, self.now or datetime.now(UTC)))
         return found
+
+
+def place_conditions(
+    touchpoint: str | None, journey_stage: str | None
+) -> list[ColumnElement[bool]]:
+    """Conditions on the item's touchpoint and journey stage (``(none)``: not given)."""
+    found: list[ColumnElement[bool]] = []
+    for column, wanted in (
+        (Feedback.touchpoint, touchpoint),
+        (Feedback.journey_stage, journey_stage),
+    ):
+        if wanted == NONE_VALUE:
+            found.append(column.is_(None))
+        elif wanted is not None:
+            found.append(column == wanted)
+    return found
+
+
+def check_range(start: datetime | None, end: datetime | None) -> None:
+    """The ``from``/``to`` query pair: time zones given, ``from`` before ``to`` (422)."""
+    for name, moment in (("from", start), ("to", end)):
+        if moment is not None and moment.tzinfo is None:
+            raise invalid_query(name, "needs a time zone (e.g. Z)")
+    if start and end and start >= end:
+        raise invalid_query("to", "must be after from")
 
 
 def _seconds(interval: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -113,10 +131,10 @@ def sla_condition(state: SlaState, now: datetime) -> ColumnElement[bool]:
     return and_(in_time, ~at_risk)
 
 
-_STAGE = "^(" + "|".join([*(stage.value for stage in JourneyStage), r"\(none\)"]) + ")$"
+STAGE_PATTERN = "^(" + "|".join([*(stage.value for stage in JourneyStage), r"\(none\)"]) + ")$"
 
 
-def _invalid(name: str, message: str) -> RequestValidationError:
+def invalid_query(name: str, message: str) -> RequestValidationError:
     # The shape FastAPI gives any other bad query value: 422 invalid_request.
     return RequestValidationError(
         [{"loc": ["query", name], "msg": message, "type": "value_error", "input": None}]
@@ -128,15 +146,17 @@ def alert_filters(
     channel: Annotated[Channel | None, Query(description="The item's channel.")] = None,
     topic: Annotated[
         str | None,
-        Query(pattern=_VALUE, description="A topic of the item's score; `(none)`: no topic."),
+        Query(
+            pattern=VALUE_PATTERN, description="A topic of the item's score; `(none)`: no topic."
+        ),
     ] = None,
     touchpoint: Annotated[
         str | None,
-        Query(pattern=_VALUE, description="The item's touchpoint; `(none)`: none given."),
+        Query(pattern=VALUE_PATTERN, description="The item's touchpoint; `(none)`: none given."),
     ] = None,
     journey_stage: Annotated[
         str | None,
-        Query(pattern=_STAGE, description="The item's journey stage; `(none)`: none given."),
+        Query(pattern=STAGE_PATTERN, description="The item's journey stage; `(none)`: none given."),
     ] = None,
     sla: Annotated[
         SlaState | None,
@@ -154,11 +174,7 @@ def alert_filters(
     ] = None,
 ) -> AlertFilters:
     """A FastAPI dependency: the list's item filters, validated (422 otherwise)."""
-    for name, moment in (("from", created_from), ("to", created_to)):
-        if moment is not None and moment.tzinfo is None:
-            raise _invalid(name, "needs a time zone (e.g. Z)")
-    if created_from and created_to and created_from >= created_to:
-        raise _invalid("to", "must be after from")
+    check_range(created_from, created_to)
     context = getattr(request.app.state, "api", None)
     return AlertFilters(
         channel=channel,

@@ -30,7 +30,13 @@ from sqlalchemy import ColumnElement, func, or_, tuple_
 
 from closeloop_alerts import repository
 from closeloop_alerts.access import CallerAccess
-from closeloop_alerts.alert_filters import _STAGE, _VALUE, NONE_VALUE, _invalid
+from closeloop_alerts.alert_filters import (
+    NONE_VALUE,
+    STAGE_PATTERN,
+    VALUE_PATTERN,
+    check_range,
+    place_conditions,
+)
 from closeloop_alerts.models import Feedback, SentimentScore
 from closeloop_alerts.routes import MAX_PAGE
 from closeloop_alerts.schemas import FeedbackOut, RelatedItemOut, SentimentOut
@@ -71,14 +77,7 @@ class FeedbackFilters:
         found: list[ColumnElement[bool]] = [Feedback.erased_at.is_(None)]
         if self.channel is not None:
             found.append(Feedback.channel == self.channel.value)
-        for column, wanted in (
-            (Feedback.touchpoint, self.touchpoint),
-            (Feedback.journey_stage, self.journey_stage),
-        ):
-            if wanted == NONE_VALUE:
-                found.append(column.is_(None))
-            elif wanted is not None:
-                found.append(column == wanted)
+        found.extend(place_conditions(self.touchpoint, self.journey_stage))
         if self.sentiments:
             found.append(SentimentScore.label.in_([label.value for label in self.sentiments]))
         if self.rating_type is not None:
@@ -104,11 +103,11 @@ def feedback_filters(
     channel: Annotated[Channel | None, Query(description="The item's channel.")] = None,
     touchpoint: Annotated[
         str | None,
-        Query(pattern=_VALUE, description="The item's touchpoint; `(none)`: none given."),
+        Query(pattern=VALUE_PATTERN, description="The item's touchpoint; `(none)`: none given."),
     ] = None,
     journey_stage: Annotated[
         str | None,
-        Query(pattern=_STAGE, description="The item's journey stage; `(none)`: none given."),
+        Query(pattern=STAGE_PATTERN, description="The item's journey stage; `(none)`: none given."),
     ] = None,
     sentiment: Annotated[
         list[SentimentLabel] | None,
@@ -123,7 +122,7 @@ def feedback_filters(
     ] = None,
     topic: Annotated[
         str | None,
-        Query(pattern=_VALUE, description="A topic of the live score; `(none)`: no topic."),
+        Query(pattern=VALUE_PATTERN, description="A topic of the live score; `(none)`: no topic."),
     ] = None,
     occurred_from: Annotated[
         datetime | None,
@@ -134,11 +133,7 @@ def feedback_filters(
     ] = None,
 ) -> FeedbackFilters:
     """A FastAPI dependency: the list's filters, validated (422 otherwise)."""
-    for name, moment in (("from", occurred_from), ("to", occurred_to)):
-        if moment is not None and moment.tzinfo is None:
-            raise _invalid(name, "needs a time zone (e.g. Z)")
-    if occurred_from and occurred_to and occurred_from >= occurred_to:
-        raise _invalid("to", "must be after from")
+    check_range(occurred_from, occurred_to)
     return FeedbackFilters(
         channel=channel,
         touchpoint=touchpoint,
